@@ -1,0 +1,330 @@
+"""Frozen configuration dataclasses, one per concern, nested in `AnchorConfig`.
+
+Configs are passed explicitly (no global option object) and the resolved config is saved inside
+every checkpoint, bundle and benchmark result via `to_dict`. `load_config` reads TOML and applies
+`section.field=value` overrides from the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from anchor.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Audio front end: everything downstream sees 16 kHz mono float32 and 100 Hz MFCC."""
+
+    sample_rate: int = 16000
+    n_mfcc: int = 13
+    n_mels: int = 40
+    win_ms: float = 25.0  # analysis window
+    hop_ms: float = 10.0  # 100 Hz feature rate
+    fmin: float = 0.0
+    fmax: float = 8000.0
+    log_floor: float = 1e-10  # power floor before log10 (same as librosa's amin)
+    vad_aggressiveness: int = 2  # webrtcvad mode 0..3
+    vad_frame_ms: int = 20  # webrtcvad accepts 10, 20 or 30 ms
+    vad_hangover_ms: int = 300  # keep "speech" this long after the last voiced frame
+
+    @property
+    def win_samples(self) -> int:
+        return round(self.sample_rate * self.win_ms / 1000)
+
+    @property
+    def hop_samples(self) -> int:
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    @property
+    def feature_rate(self) -> float:
+        return 1000.0 / self.hop_ms
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    fps: int = 25
+
+    @property
+    def mfcc_per_frame(self) -> int:
+        """MFCC frames per video frame (100 Hz / 25 fps = 4)."""
+        return round(100 / self.fps)
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """Landmarks, face crops and edges as stored by `anchor prepare`."""
+
+    crop_size: int = 256  # stored face crops / edges are crop_size x crop_size
+    crop_scale: float = 1.9  # square crop side = crop_scale * landmark extent
+    crop_smoothing: float = 0.8  # EMA factor for the per-frame box (0 = none) so crops do not jitter
+    redetect_every: int = 25  # run the (slow) HOG detector every N frames, track in between
+    upsample: int = 0  # dlib detector upsampling; 1 helps with small faces
+    canny_low: int = 50
+    canny_high: int = 150
+    pca_dims: int = 10
+    per_clip_centering: bool = True  # remove each clip's mean mouth before PCA (speaker identity)
+
+
+@dataclass(frozen=True)
+class MouthModelConfig:
+    """Audio-to-mouth networks (paper §3.1): 200x13 MFCC in, 50x10 PCA mouth out."""
+
+    kind: str = "adversarial-tcn"  # adversarial-tcn | tcn | lstm | bilstm
+    n_mfcc: int = 13
+    pca_dims: int = 10
+    window_in: int = 200  # MFCC frames (2 s at 100 Hz)
+    window_out: int = 50  # video frames (2 s at 25 fps)
+    channels: int = 256
+    kernel_size: int = 3
+    dilations: tuple[int, ...] = (1, 2, 4, 8)
+    fc_hidden: int = 256
+    dropout: float = 0.1
+    lstm_hidden: int = 256
+    lstm_layers: int = 2
+    lstm_delay_frames: int = 5  # time-delayed LSTM: output for frame t emitted at t + delay
+    disc_channels: int = 128
+
+
+@dataclass(frozen=True)
+class MouthTrainConfig:
+    seed: int = 0
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 1e-3
+    disc_lr: float = 2e-4
+    weight_decay: float = 0.0
+    gan_weight: float = 1.0
+    l2_weight: float = 100.0
+    interframe_weight: float = 1.0
+    window_stride: int = 5  # video frames between training windows
+    val_fraction: float = 0.15  # the last 15% of every clip is held out
+    checkpoint_every: int = 5  # epochs
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    """Sliding non-causal windows over the live MFCC stream (paper: trim 10 out / 40 in per end).
+
+    A window yields `window_out` frames; of those, `hop_frames` are kept, and
+    `right_context_frames` future frames after the last kept one are discarded. The audio a kept
+    frame waits for beyond itself is the lookahead.
+    """
+
+    window_out: int = 50
+    hop_frames: int = 30
+    right_context_frames: int = 10
+    fps: int = 25
+
+    @property
+    def keep_start(self) -> int:
+        return self.window_out - self.right_context_frames - self.hop_frames
+
+    @property
+    def lookahead_ms(self) -> float:
+        return self.right_context_frames * 1000.0 / self.fps
+
+    @property
+    def hop_ms(self) -> float:
+        return self.hop_frames * 1000.0 / self.fps
+
+    def validate(self) -> None:
+        if self.hop_frames < 1:
+            raise ConfigError("streaming.hop_frames must be >= 1")
+        if self.right_context_frames < 0:
+            raise ConfigError("streaming.right_context_frames must be >= 0")
+        if self.keep_start < 0:
+            raise ConfigError(
+                f"streaming: hop_frames ({self.hop_frames}) + right_context_frames "
+                f"({self.right_context_frames}) exceed window_out ({self.window_out})"
+            )
+
+
+@dataclass(frozen=True)
+class RendererConfig:
+    """pix2pixHD generator and discriminator shape."""
+
+    preset: str = "cpu-small"
+    resolution: int = 128
+    input_nc: int = 3  # facial map channels
+    output_nc: int = 3
+    ngf: int = 16
+    n_downsample: int = 3
+    n_blocks: int = 3
+    local_enhancer: bool = False
+    ndf: int = 32
+    n_layers_d: int = 3
+    num_d: int = 3
+    mouth_discriminator: bool = True
+
+
+@dataclass(frozen=True)
+class RendererTrainConfig:
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 4
+    lr: float = 2e-4
+    beta1: float = 0.5
+    feat_weight: float = 10.0
+    l1_weight: float = 10.0
+    mouth_weight: float = 1.0
+    val_fraction: float = 0.1
+    amp: bool = True  # only takes effect on CUDA
+    threads: int = 2
+    max_frames: int = 0  # 0 = all frames of the dataset
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Which renderer backend serves frames, and how."""
+
+    name: str = "onnxruntime"  # torch | torch-cuda | onnxruntime | tensorrt
+    threads: int = 2
+    max_batch: int = 4
+    fallback: str = "onnxruntime"  # used when the configured backend cannot start
+    engines_dir: str = "engines"
+
+
+@dataclass(frozen=True)
+class ComposeConfig:
+    feather_px: int = 12
+    color_match: bool = True
+    chroma_key: str = "none"  # none | green | blue
+    key_threshold: float = 0.35
+    background: str = ""  # image path, or "#rrggbb"; empty keeps the template background
+    idle_crossfade_frames: int = 8
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str = ""  # bearer token for push/speak/interrupt; ANCHOR_TOKEN or generated if empty
+    audio_queue_ms: int = 2000  # audio/features block; nothing dropped silently
+    video_queue_ms: int = 200  # video is latest-wins for slow viewers
+    max_ws_message_bytes: int = 1 << 20
+    max_upload_bytes: int = 50 << 20
+    video_codec: str = "VP8"
+
+
+@dataclass(frozen=True)
+class AnchorConfig:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+    face: FaceConfig = field(default_factory=FaceConfig)
+    mouth_model: MouthModelConfig = field(default_factory=MouthModelConfig)
+    mouth_train: MouthTrainConfig = field(default_factory=MouthTrainConfig)
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    renderer: RendererConfig = field(default_factory=RendererConfig)
+    renderer_train: RendererTrainConfig = field(default_factory=RendererTrainConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    compose: ComposeConfig = field(default_factory=ComposeConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON/TOML-friendly dict of a (nested) config dataclass."""
+    out = dataclasses.asdict(cfg)
+    return typing.cast(dict[str, Any], _listify(out))
+
+
+def _listify(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _listify(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_listify(v) for v in value]
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build a (nested) config dataclass from a dict, rejecting unknown keys with a clear message."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls} is not a dataclass")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{cls.__name__}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table")
+        return from_dict(hint, value)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        (inner, *_rest) = typing.get_args(hint) or (Any,)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        return tuple(_coerce(inner, v, where) for v in value)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or value == "none":
+            return None
+        return _coerce(args[0], value, where)
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if hint in (int, float, str):
+            return hint(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot read {value!r} as {hint.__name__}") from exc
+    return value
+
+
+def apply_overrides(cfg: AnchorConfig, overrides: list[str]) -> AnchorConfig:
+    """Apply `section.field=value` strings (from `--set`) to a config, returning a new one."""
+    data = to_dict(cfg)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2:
+            raise ConfigError(f"override {item!r} must look like section.field=value")
+        section, name = parts
+        if section not in data or not isinstance(data[section], dict):
+            raise ConfigError(f"override {item!r}: no config section {section!r}")
+        if name not in data[section]:
+            raise ConfigError(f"override {item!r}: section {section!r} has no field {name!r}")
+        data[section][name] = value.strip()
+    return from_dict(AnchorConfig, data)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> AnchorConfig:
+    cfg = AnchorConfig()
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {p} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+        merged = to_dict(cfg)
+        for section, values in data.items():
+            if section not in merged or not isinstance(values, dict):
+                raise ConfigError(f"config file {p}: unknown section [{section}]")
+            merged[section].update(values)
+        cfg = from_dict(AnchorConfig, merged)
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    return cfg
