@@ -35,6 +35,7 @@ class AudioConfig:
     vad_aggressiveness: int = 2  # webrtcvad mode 0..3
     vad_frame_ms: int = 20  # webrtcvad accepts 10, 20 or 30 ms
     vad_hangover_ms: int = 300  # keep "speech" this long after the last voiced frame
+    vad_min_dbfs: float = -50.0  # frames quieter than this (RMS) are never speech: mic hiss
 
     @property
     def win_samples(self) -> int:
@@ -109,6 +110,7 @@ class MouthTrainConfig:
     val_fraction: float = 0.15  # the last 15% of every clip is held out
     checkpoint_every: int = 5  # epochs
     threads: int = 2
+    target_scaling: str = "global"  # none | global | per-dim: divide PCA targets by their RMS
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,7 @@ class RendererTrainConfig:
     amp: bool = True  # only takes effect on CUDA
     threads: int = 2
     max_frames: int = 0  # 0 = all frames of the dataset
+    shift_fraction: float = 0.03  # augmentation: joint random shift of map + target, x resolution
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,7 @@ class ComposeConfig:
     key_threshold: float = 0.35
     background: str = ""  # image path, or "#rrggbb"; empty keeps the template background
     idle_crossfade_frames: int = 8
+    idle_mode: str = "pingpong"  # pingpong | crossfade: how the template loops without a jump
 
 
 @dataclass(frozen=True)
