@@ -163,7 +163,7 @@ class RendererConfig:
     n_downsample: int = 3
     n_blocks: int = 3
     local_enhancer: bool = False
-    ndf: int = 32
+    ndf: int = 16
     n_layers_d: int = 3
     num_d: int = 3
     mouth_discriminator: bool = True
@@ -218,6 +218,10 @@ class ServerConfig:
     max_ws_message_bytes: int = 1 << 20
     max_upload_bytes: int = 50 << 20
     video_codec: str = "VP8"
+    hop_frames: int = 2  # TCN window hop when serving live (small = low latency; 0 = streaming's)
+    latency_margin_ms: int = 120  # compute + jitter budget on top of lookahead + hop (live input)
+    resync_frames: int = 3  # the player rebases its clock when more than this many frames late
+    viewer_audio_ms: int = 200  # per-viewer audio queue (drop-oldest beyond it)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,67 @@
+"""`anchor serve [--avatar BUNDLE] [--host H] [--port P] [--mic | --play FILE]`.
+
+Streams the avatar to browsers (web client at /, WebRTC at /offer, WHEP at /whep) and takes
+speech from the websocket (/ws/audio), uploads (/speak), browser microphones, the server's
+microphone (--mic) or a file played at start (--play).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+
+from anchor.config import AnchorConfig
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--avatar", help="avatar bundle directory (default: the shipped avatar)")
+    parser.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: server.port, 8080)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--mic", action="store_true", help="speak from this machine's microphone")
+    source.add_argument("--play", metavar="FILE", help="speak this audio file once at start")
+
+
+def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
+    from anchor.errors import StreamError
+    from anchor.pipeline.engine import load_models
+    from anchor.stream.auth import ENV_TOKEN, resolve_token
+    from anchor.stream.runner import serve
+
+    server = cfg.server
+    if args.host:
+        server = dataclasses.replace(server, host=args.host)
+    if args.port is not None:
+        server = dataclasses.replace(server, port=args.port)
+    play = Path(args.play) if args.play else None
+    if play is not None and not play.is_file():
+        raise StreamError(f"--play {play}: no such file")
+    token, origin = resolve_token(server.token)
+    models = load_models(args.avatar, cfg, hop_frames=server.hop_frames)
+
+    def ready(url: str) -> None:
+        latency = (
+            (models.streaming.hop_frames + models.streaming.right_context_frames) / models.fps * 1000
+            + server.latency_margin_ms
+        )
+        print(f"anchor: serving {models.name!r} at {url}  (WHEP: {url}whep)", flush=True)
+        print(
+            f"anchor: lookahead {models.lookahead_ms:.0f} ms, hop {models.streaming.hop_ms:.0f} ms, "
+            f"live latency target {latency:.0f} ms",
+            flush=True,
+        )
+        if origin == "generated":
+            print(f"anchor: push/speak/interrupt token: {token}  (set {ENV_TOKEN} to choose one)",
+                  flush=True)
+        else:
+            where = "server.token" if origin == "config" else f"${ENV_TOKEN}"
+            print(f"anchor: push/speak/interrupt token: the value of {where}", flush=True)
+
+    asyncio.run(serve(models, server, token, mic=args.mic, play=play, on_ready=ready))
+    print("anchor: stopped", flush=True)
+    return 0

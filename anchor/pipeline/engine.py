@@ -1,0 +1,170 @@
+"""What the pipeline needs from an avatar, and how to load it from a bundle.
+
+`FrameEngine` is the subset of `anchor.avatar.engine.AvatarEngine` the render stage calls (all
+synchronous, called from one worker thread). `PipelineModels` bundles the engine with the mouth
+model and the configs the analysis stage needs; `load_models` builds both from an avatar bundle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from anchor.config import AnchorConfig, AudioConfig, MouthModelConfig, StreamingConfig
+from anchor.mouth.streaming import InferFn
+
+log = logging.getLogger(__name__)
+
+
+class IdleIndex(Protocol):
+    def index(self, counter: int) -> int: ...
+
+
+class FrameEngine(Protocol):
+    """Synchronous per-frame image maker (anchor.avatar.engine.AvatarEngine).
+
+    The render stage calls maps + infer in its render worker and compose in its compose
+    worker, so consecutive frames overlap."""
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the composited frames."""
+        ...
+
+    @property
+    def idle_loop(self) -> IdleIndex: ...
+
+    def maps(
+        self, mouth_features: np.ndarray, template_indices: Sequence[int] | np.ndarray
+    ) -> np.ndarray:
+        """(B, 10) PCA mouth features -> (B, R, R, 3) uint8 facial maps."""
+        ...
+
+    def infer(self, maps: np.ndarray) -> np.ndarray:
+        """(B, R, R, 3) maps -> (B, R, R, 3) faces (the renderer backend)."""
+        ...
+
+    def compose(
+        self, faces: np.ndarray, template_indices: Sequence[int] | np.ndarray
+    ) -> list[np.ndarray]:
+        """(B, R, R, 3) faces -> B composited frames (H, W, 3) uint8."""
+        ...
+
+    def idle_frame_at(self, counter: int) -> np.ndarray: ...
+
+    def warmup(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class PipelineModels:
+    """Everything the stages need to turn audio into frames for one avatar."""
+
+    engine: FrameEngine
+    infer: InferFn
+    audio: AudioConfig
+    streaming: StreamingConfig
+    mouth_model: MouthModelConfig
+    fps: int
+    name: str = "avatar"
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.audio.sample_rate // self.fps
+
+    @property
+    def lookahead_ms(self) -> float:
+        return self.streaming.lookahead_ms
+
+
+def merge_streaming(bundle: StreamingConfig, user: StreamingConfig) -> StreamingConfig:
+    """The bundle's streaming settings, except fields the user changed from the defaults."""
+    default = StreamingConfig()
+    changes = {
+        f.name: getattr(user, f.name)
+        for f in dataclasses.fields(StreamingConfig)
+        if getattr(user, f.name) != getattr(default, f.name)
+    }
+    return dataclasses.replace(bundle, **changes) if changes else bundle
+
+
+def mouth_box(bundle: Any, margin: float = 0.25) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) frame pixels covering the mouth in every template frame (+ margin).
+
+    Template landmarks are in crop pixels (templates' edge size); body face box i says where
+    crop i lands in body frame i. Used by clients to watch the mouth (e.g. the browser test).
+    """
+    size = float(bundle.templates[0].edges.shape[0])
+    xs: list[float] = []
+    ys: list[float] = []
+    for t, box in zip(bundle.templates, bundle.body.face_boxes, strict=True):
+        pts = np.asarray(t.crop_landmarks, dtype=np.float64)[48:68] / size
+        bx0, by0, bx1, by1 = (float(v) for v in box)
+        xs += list(bx0 + pts[:, 0] * (bx1 - bx0))
+        ys += list(by0 + pts[:, 1] * (by1 - by0))
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    mx, my = margin * (x1 - x0), margin * (y1 - y0)
+    w, h = bundle.body.width, bundle.body.height
+    return (
+        max(0, int(x0 - mx)), max(0, int(y0 - my)), min(w, int(x1 + mx + 1)), min(h, int(y1 + my + 1))
+    )
+
+
+def load_models(
+    bundle_path: str | Path | None,
+    cfg: AnchorConfig,
+    *,
+    hop_frames: int | None = None,
+    warmup: bool = True,
+) -> PipelineModels:
+    """Load an avatar bundle (default avatar when None) into an engine + mouth model.
+
+    The bundle's own config fixes what its models were trained with (audio, mouth model, fps);
+    runtime choices (backend, compose, server) come from `cfg`. `hop_frames` overrides the TCN
+    window hop (serving uses a small hop for latency; offline rendering keeps the bundle's).
+    """
+    from anchor.avatar.bundle import default_avatar_path, load_avatar
+    from anchor.avatar.engine import create_engine
+    from anchor.mouth.runtime import MouthOnnx
+
+    path = Path(bundle_path) if bundle_path is not None else default_avatar_path()
+    bundle = load_avatar(path)
+    bcfg = bundle.config
+    streaming = merge_streaming(bcfg.streaming, cfg.streaming)
+    if hop_frames is not None and hop_frames > 0:
+        streaming = dataclasses.replace(streaming, hop_frames=int(hop_frames))
+    streaming.validate()
+    # The engine composes with the user's compose/backend settings over the bundle's geometry.
+    engine_cfg = dataclasses.replace(bcfg, compose=cfg.compose, backend=cfg.backend)
+    engine = create_engine(bundle, engine_cfg)
+    mouth = MouthOnnx(bundle.mouth_onnx, threads=1)
+    if warmup:
+        engine.warmup()
+        mouth(np.zeros((1, bcfg.mouth_model.window_in, bcfg.mouth_model.n_mfcc), np.float32))
+    log.info(
+        "avatar %s: lookahead %.0f ms, TCN hop %d frames (%.0f ms)",
+        bundle.name, streaming.lookahead_ms, streaming.hop_frames, streaming.hop_ms,
+    )
+    return PipelineModels(
+        engine=engine,
+        infer=mouth,
+        audio=bcfg.audio,
+        streaming=streaming,
+        mouth_model=bcfg.mouth_model,
+        fps=bundle.fps,
+        name=bundle.name,
+        info={
+            "path": str(path),
+            "backend": getattr(engine.backend, "name", "?"),
+            "mouth_box": mouth_box(bundle),
+            "frame_size": engine.frame_size,
+        },
+    )

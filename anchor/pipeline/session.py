@@ -1,0 +1,404 @@
+"""`AnchorSession`: one anchor's live pipeline — audio in, paced frames out to every viewer.
+
+    AudioInput(s) ─► [audio queue] ─► AnalysisStage ─► [feature queue] ─► RenderStage
+                                                                              │
+                    viewers ◄─ FrameBroadcaster ◄─ Player ◄─ [playout queue] ◄┘
+
+Queues and their policies (capacities from ServerConfig, in milliseconds of media):
+- audio queue (audio_queue_ms, BLOCK): a source pushing faster than real time waits.
+- feature queue (audio_queue_ms, BLOCK): holds the frames of a live segment's jitter buffer.
+- playout queue (video_queue_ms, BLOCK): how far rendering may run ahead of the deadlines
+  (idle frames are made only 2 frames ahead, so a live segment can start on time).
+- per viewer: video LATEST (1 frame), audio DROP_OLDEST (viewer_audio_ms); drops are counted.
+
+One input at a time: a live input (microphone, push connection) owns the session until it closes;
+files (`speak`) queue behind one another. `interrupt()` stops speech within one frame: it drops
+everything queued, restarts the stages at the player's next frame and returns to the idle loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from anchor.audio.resample import StreamResampler
+from anchor.clock import MediaClock
+from anchor.config import ServerConfig
+from anchor.errors import StreamError
+from anchor.frames import SegmentEnd
+from anchor.pipeline.analysis import SpeechAnalyzer
+from anchor.pipeline.engine import PipelineModels
+from anchor.pipeline.fanout import FrameBroadcaster, Subscription
+from anchor.pipeline.items import InputAudio, SegmentStart
+from anchor.pipeline.observers import ObserverList, PipelineObserver, StageRecorder
+from anchor.pipeline.queues import DropPolicy, MediaQueue, QueueClosed
+from anchor.pipeline.stages import (
+    AnalysisStage,
+    AudioItem,
+    FeatureItem,
+    Player,
+    PlayoutItem,
+    RenderStage,
+    audio_item_ms,
+    frame_item_ms,
+)
+
+log = logging.getLogger(__name__)
+
+
+class InputBusy(StreamError):
+    """Another input owns the session."""
+
+
+def to_float_mono(samples: np.ndarray) -> np.ndarray:
+    """int16 PCM or float samples (any shape, channels last or interleaved mono) -> float32."""
+    x = np.asarray(samples)
+    if x.dtype == np.int16:
+        return (x.astype(np.float32) / 32768.0).reshape(-1)
+    return x.astype(np.float32, copy=False).reshape(-1)
+
+
+class AudioInput:
+    """A source's handle: push mono audio at its own rate; the session resamples to 16 kHz.
+
+    A live input's segment starts at its first push (and again after an interrupt, so a
+    microphone that keeps talking keeps being lip-synced); `close()` ends it and frees the session.
+    """
+
+    def __init__(self, session: AnchorSession, name: str, sample_rate: int, live: bool) -> None:
+        if sample_rate <= 0:
+            raise StreamError(f"input {name}: invalid sample rate {sample_rate}")
+        self.session = session
+        self.name = name
+        self.sample_rate = int(sample_rate)
+        self.live = live
+        self.closed = False
+        self.samples_in = 0
+        self._resampler = StreamResampler(self.sample_rate, session.sample_rate)
+        self._generation = -1  # session generation of the open segment (-1: none)
+
+    def set_rate(self, sample_rate: int) -> None:
+        """A live source changed its rate (e.g. a WebRTC track): continue with a new resampler."""
+        if sample_rate != self.sample_rate:
+            self.sample_rate = int(sample_rate)
+            self._resampler = StreamResampler(self.sample_rate, self.session.sample_rate)
+
+    async def push(self, samples: np.ndarray, arrival: float | None = None) -> None:
+        if self.closed:
+            raise StreamError(f"input {self.name} is closed")
+        x = to_float_mono(samples)
+        if x.size == 0:
+            return
+        s = self.session
+        t = s.clock.monotonic() if arrival is None else arrival
+        if self._generation != s.generation:
+            self._resampler.reset()
+            start = t - x.size / self.sample_rate if self.live else t
+            self._generation = s.generation
+            await self._put(SegmentStart(self.name, start, self.live, s.sample_rate))
+        self.samples_in += x.size
+        y = self._resampler.process(x)
+        if y.size and self._generation == s.generation:
+            await self._put(InputAudio(y, t))
+
+    async def _put(self, item: AudioItem) -> None:
+        try:
+            await self.session.audio_queue.put(item)
+        except QueueClosed:
+            raise StreamError(f"input {self.name}: the anchor session has stopped") from None
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        s = self.session
+        try:
+            if self._generation == s.generation and not s.audio_queue.closed:
+                tail = self._resampler.flush()
+                if tail.size:
+                    await self._put(InputAudio(tail, s.clock.monotonic()))
+                await self._put(SegmentEnd(self.name))
+        except StreamError:
+            pass  # the session stopped: nothing left to end
+        finally:
+            s._release_input(self)
+
+
+@dataclasses.dataclass
+class _SpeakJob:
+    name: str
+    samples: np.ndarray  # 16 kHz mono float32
+
+
+class AnchorSession:
+    def __init__(
+        self,
+        models: PipelineModels,
+        server: ServerConfig,
+        *,
+        clock: MediaClock | None = None,
+        observers: list[PipelineObserver] | None = None,
+        max_queued_files: int = 8,
+    ) -> None:
+        self.models = models
+        self.server = server
+        self.fps = models.fps
+        self.sample_rate = models.audio.sample_rate
+        self.samples_per_frame = models.samples_per_frame
+        self.clock = clock or MediaClock()
+        self.recorder = StageRecorder()
+        self.observers = ObserverList([self.recorder, *(observers or [])])
+        self.broadcaster = FrameBroadcaster(self.fps, float(server.viewer_audio_ms))
+        self.generation = 0
+        self.live_latency_s = (
+            (models.streaming.hop_frames + models.streaming.right_context_frames) / self.fps
+            + server.latency_margin_ms / 1000.0
+        )
+        self.audio_queue: MediaQueue[AudioItem] = MediaQueue(
+            "audio", server.audio_queue_ms, DropPolicy.BLOCK, audio_item_ms(self.sample_rate)
+        )
+        self.feature_queue: MediaQueue[FeatureItem] = MediaQueue(
+            "features", max(server.audio_queue_ms, 1000 * self.live_latency_s + 500),
+            DropPolicy.BLOCK, frame_item_ms(self.fps),
+        )
+        self.playout_queue: MediaQueue[PlayoutItem] = MediaQueue(
+            "playout", server.video_queue_ms, DropPolicy.BLOCK, frame_item_ms(self.fps)
+        )
+        self._analysis_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-analysis")
+        self._render_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-render")
+        self._compose_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-compose")
+        self.analyzer = SpeechAnalyzer(
+            models.audio, models.streaming, models.mouth_model, models.infer, fps=self.fps,
+            time_fn=self.clock.monotonic,
+        )
+        self.analysis = AnalysisStage(
+            self.analyzer, self._analysis_pool, self.audio_queue, self.feature_queue
+        )
+        self.render = RenderStage(
+            models.engine, self._render_pool, self.feature_queue, self.playout_queue,
+            fps=self.fps, samples_per_frame=self.samples_per_frame, clock=self.clock, live=True,
+            live_latency_s=self.live_latency_s, max_batch=1, observers=self.observers,
+            time_fn=self.clock.monotonic, compose_executor=self._compose_pool,
+        )
+        self.player = Player(
+            self.playout_queue, self.clock, self.fps, self.broadcaster.publish,
+            resync_frames=server.resync_frames, observers=self.observers,
+        )
+        self._input: AudioInput | None = None
+        self._input_free = asyncio.Event()
+        self._input_free.set()
+        self._speak_queue: asyncio.Queue[_SpeakJob] = asyncio.Queue(max_queued_files)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._speak_task: asyncio.Task[None] | None = None
+        self._running = False
+        self._interrupt_lock = asyncio.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        await self._warm_up()
+        self.clock.start()
+        self._start_stage("analysis", self.analysis.run)
+        self._start_stage("render", self.render.run)
+        self._start_stage("player", self.player.run)
+        self._speak_task = asyncio.create_task(self._speak_worker(), name="anchor-speak")
+        log.info(
+            "session started: %d fps, lookahead %.0f ms, hop %.0f ms, live latency target %.0f ms",
+            self.fps, self.models.lookahead_ms, self.models.streaming.hop_ms,
+            1000 * self.live_latency_s,
+        )
+
+    async def _warm_up(self) -> None:
+        """Pay one-time costs (first MFCC/VAD/TCN call, first idle frame) before the clock
+        starts, so they cannot make the first live frames late."""
+        loop = asyncio.get_running_loop()
+
+        def analysis() -> None:
+            self.analyzer.push(np.zeros(self.sample_rate // 2, np.float32), 0.0)
+            self.analyzer.finish()
+
+        await asyncio.gather(
+            loop.run_in_executor(self._analysis_pool, analysis),
+            loop.run_in_executor(self._compose_pool, self.models.engine.idle_frame_at, 0),
+        )
+
+    def _start_stage(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        self._tasks[name] = asyncio.create_task(self._supervise(name, run), name=f"anchor-{name}")
+
+    async def _supervise(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Keep a stage alive: a crash is logged and counted, then the stage restarts idle."""
+        while self._running:
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pipeline stage %s failed; restarting it", name)
+                self.observers.on_event("stage_error")
+                await asyncio.sleep(0.1)
+                if name != "player":
+                    self.generation += 1  # the segment in flight is lost
+                    self.render.reset(self.player.next_index)
+
+    async def aclose(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        tasks = list(self._tasks.values())
+        if self._speak_task is not None:
+            tasks.append(self._speak_task)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for q in (self.audio_queue, self.feature_queue, self.playout_queue):
+            q.close()  # a source still pushing gets QueueClosed -> StreamError, not a hang
+        for sub in self.broadcaster.subscribers:
+            self.broadcaster.unsubscribe(sub)
+        self._analysis_pool.shutdown(wait=False, cancel_futures=True)
+        self._render_pool.shutdown(wait=False, cancel_futures=True)
+        self._compose_pool.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(Exception):
+            self.models.engine.close()
+
+    # -- viewers -------------------------------------------------------------------------------
+    def subscribe(self) -> Subscription:
+        return self.broadcaster.subscribe()
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.broadcaster.unsubscribe(sub)
+
+    # -- inputs --------------------------------------------------------------------------------
+    @property
+    def active_input(self) -> str | None:
+        return self._input.name if self._input is not None else None
+
+    def open_input(self, name: str, sample_rate: int, *, live: bool = True) -> AudioInput:
+        """Claim the session for a live source; InputBusy if another input owns it."""
+        if self._input is not None:
+            raise InputBusy(f"busy: input {self._input.name!r} is active")
+        inp = AudioInput(self, name, sample_rate, live)
+        self._input = inp
+        self._input_free.clear()
+        log.info("input %s opened (%d Hz, %s)", name, sample_rate, "live" if live else "file")
+        return inp
+
+    def _release_input(self, inp: AudioInput) -> None:
+        if self._input is inp:
+            self._input = None
+            self._input_free.set()
+            log.info("input %s closed (%.1f s)", inp.name, inp.samples_in / inp.sample_rate)
+
+    def speak(self, samples16k: np.ndarray, name: str = "speak") -> int:
+        """Queue decoded speech (16 kHz mono float32); returns the number of jobs waiting.
+
+        Raises InputBusy when a live input owns the session or too many files are queued."""
+        if self._input is not None and self._input.live:
+            raise InputBusy(f"busy: live input {self._input.name!r} is active")
+        try:
+            self._speak_queue.put_nowait(_SpeakJob(name, np.asarray(samples16k, np.float32)))
+        except asyncio.QueueFull:
+            raise InputBusy(
+                f"busy: {self._speak_queue.maxsize} files are already waiting to be spoken"
+            ) from None
+        return self._speak_queue.qsize()
+
+    async def speak_file(self, path: str | Path) -> int:
+        """Decode an audio file off the event loop and queue it (AudioError if unreadable)."""
+        from anchor.audio.decode import decode_audio
+
+        loop = asyncio.get_running_loop()
+        samples = await loop.run_in_executor(None, decode_audio, Path(path), self.sample_rate)
+        return self.speak(samples, name=f"file:{Path(path).name}")
+
+    async def _speak_worker(self) -> None:
+        chunk = self.sample_rate // 5  # 200 ms pushes; the audio queue provides backpressure
+        while True:
+            job = await self._speak_queue.get()
+            await self._input_free.wait()
+            if self._input is not None:  # a live input slipped in first: drop the file
+                log.warning("dropping %s: input %s is active", job.name, self._input.name)
+                continue
+            inp = self.open_input(job.name, self.sample_rate, live=False)
+            gen = self.generation
+            try:
+                for i in range(0, len(job.samples), chunk):
+                    if self.generation != gen:
+                        break  # interrupted
+                    await inp.push(job.samples[i : i + chunk])
+            finally:
+                await inp.close()
+
+    # -- control -------------------------------------------------------------------------------
+    async def interrupt(self, reason: str = "interrupt") -> int:
+        """Stop speaking now: drop queued audio/frames, restart at the player's next frame idle.
+
+        Returns the number of queued items dropped."""
+        async with self._interrupt_lock:
+            self.generation += 1
+            self.player.interrupt()
+            while not self._speak_queue.empty():
+                self._speak_queue.get_nowait()
+            for name in ("analysis", "render"):
+                task = self._tasks.get(name)
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+            dropped = (
+                self.audio_queue.flush() + self.feature_queue.flush() + self.playout_queue.flush()
+            )
+            await self.analysis.reset()
+            self.render.reset(self.player.next_index)
+            self.broadcaster.flush_audio()
+            if self._running:
+                self._start_stage("analysis", self.analysis.run)
+                self._start_stage("render", self.render.run)
+            self.observers.on_event("interrupt")
+            log.info("%s: dropped %d queued items; idle from frame %d", reason, dropped,
+                     self.player.next_index)
+            return dropped
+
+    # -- state ---------------------------------------------------------------------------------
+    def queue_depths_ms(self) -> dict[str, float]:
+        return {
+            q.name: q.depth_ms for q in (self.audio_queue, self.feature_queue, self.playout_queue)
+        }
+
+    def dropped_counts(self) -> dict[str, int]:
+        out = {q.name: q.dropped for q in (self.audio_queue, self.feature_queue, self.playout_queue)}
+        viewers = self.broadcaster.dropped()
+        out["viewer_video"] = viewers["video"]
+        out["viewer_audio"] = viewers["audio"]
+        out["flushed"] = sum(
+            q.flushed for q in (self.audio_queue, self.feature_queue, self.playout_queue)
+        )
+        return out
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "avatar": self.models.name,
+            "fps_target": self.fps,
+            "lookahead_ms": self.models.lookahead_ms,
+            "hop_ms": self.models.streaming.hop_ms,
+            "live_latency_target_ms": round(1000 * self.live_latency_s, 1),
+            "frame": self.player.next_index,
+            "input": self.active_input,
+            "viewers": len(self.broadcaster.subscribers),
+            "queues_ms": self.queue_depths_ms(),
+            "dropped": self.dropped_counts(),
+            **self.recorder.summary(),
+        }
+

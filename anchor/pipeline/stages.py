@@ -1,0 +1,480 @@
+"""The pipeline's asyncio stages. Each owns a loop `run()` between two `MediaQueue`s; blocking work
+runs in dedicated worker threads via `run_in_executor` (analysis; facial maps + renderer;
+compositing), so the event loop never blocks.
+
+    [audio queue] -> AnalysisStage -> [feature queue] -> RenderStage -> [playout queue] -> Player
+
+- AnalysisStage: VAD + streaming MFCC + sliding TCN (`SpeechAnalyzer`) -> `SpeechFrame`s.
+- RenderStage: assigns every frame its index n on the output timeline and renders it (facial map
+  -> renderer in the render worker, compositor in the compose worker, so frame n is composited
+  while frame n+1 is inferred; an emitter task keeps the order). Live, it fills time between segments with the idle
+  loop, starts a live segment `live_latency` after its first sample was captured, and on an
+  underrun (a frame not analysed by its deadline) repeats the last image with silence instead of
+  stalling everyone. When it falls behind real time it repeats the previous image instead of
+  rendering (audio stays whole), and when a stall has pushed a live segment later than its
+  schedule it drops silent frames until it is back on time. Offline it renders the segments
+  back to back and stops at EndOfStream.
+- Player: releases frame n at clock deadline n / fps (absolute deadlines, so error never
+  accumulates) and resyncs the clock with a warning when more than `resync_frames` late.
+
+Audio rides inside each frame (frame n carries samples [n*640, (n+1)*640)), so sound leaves
+with its lips: the audio is delayed by exactly the video path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+from anchor.clock import MediaClock
+from anchor.frames import SegmentEnd
+from anchor.pipeline.analysis import SpeechAnalyzer
+from anchor.pipeline.engine import FrameEngine
+from anchor.pipeline.items import (
+    STAMP_OUT,
+    STAMP_RENDER_START,
+    STAMP_RENDERED,
+    EndOfStream,
+    InputAudio,
+    OutputFrame,
+    SegmentStart,
+    SpeechFrame,
+)
+from anchor.pipeline.observers import ObserverList
+from anchor.pipeline.queues import MediaQueue
+
+log = logging.getLogger(__name__)
+
+AudioItem = InputAudio | SegmentStart | SegmentEnd | EndOfStream
+FeatureItem = SpeechFrame | SegmentStart | SegmentEnd | EndOfStream
+PlayoutItem = OutputFrame | EndOfStream
+
+
+def audio_item_ms(sample_rate: int) -> Callable[[AudioItem], float]:
+    def duration(item: AudioItem) -> float:
+        return len(item.samples) * 1000.0 / sample_rate if isinstance(item, InputAudio) else 0.0
+
+    return duration
+
+
+def frame_item_ms(fps: int) -> Callable[[FeatureItem | PlayoutItem], float]:
+    def duration(item: FeatureItem | PlayoutItem) -> float:
+        return 1000.0 / fps if isinstance(item, SpeechFrame | OutputFrame) else 0.0
+
+    return duration
+
+
+class AnalysisStage:
+    """InputAudio -> SpeechFrames, one segment at a time, in the analysis worker thread."""
+
+    name = "analysis"
+
+    def __init__(
+        self,
+        analyzer: SpeechAnalyzer,
+        executor: Executor,
+        inq: MediaQueue[AudioItem],
+        outq: MediaQueue[FeatureItem],
+    ) -> None:
+        self.analyzer = analyzer
+        self.executor = executor
+        self.inq = inq
+        self.outq = outq
+
+    async def reset(self) -> None:
+        """Forget the current segment (after the in-flight worker call, which it queues behind)."""
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.analyzer.reset)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            item = await self.inq.get()
+            if isinstance(item, InputAudio):
+                frames = await loop.run_in_executor(
+                    self.executor, self.analyzer.push, item.samples, item.arrival
+                )
+                for f in frames:
+                    await self.outq.put(f)
+            elif isinstance(item, SegmentStart):
+                await loop.run_in_executor(self.executor, self.analyzer.reset)
+                await self.outq.put(item)
+            elif isinstance(item, SegmentEnd):
+                frames = await loop.run_in_executor(self.executor, self.analyzer.finish)
+                for f in frames:
+                    await self.outq.put(f)
+                await self.outq.put(item)
+            elif isinstance(item, EndOfStream):
+                await self.outq.put(item)
+                return
+
+
+@dataclass
+class _Job:
+    """One output frame on its way to the playout queue, in order.
+
+    `image` is ready, or a pending compose future (with the frame's position in its batch), or
+    None: repeat the last speech image (a skipped render or an underrun hold)."""
+
+    index: int
+    audio: np.ndarray
+    speech: bool
+    source: str
+    timestamps: dict[str, float]
+    image: np.ndarray | None = None
+    pending: asyncio.Future[list[np.ndarray]] | None = None
+    position: int = 0
+
+
+class RenderStage:
+    """SpeechFrames -> OutputFrames on the output timeline (see the module docstring).
+
+    Two workers overlap: facial maps + renderer inference for frame n+1 run in the render
+    worker while frame n is composited in the compose worker (when one is given); an emitter
+    task releases the frames in order.
+    """
+
+    name = "render"
+
+    def __init__(
+        self,
+        engine: FrameEngine,
+        executor: Executor,
+        inq: MediaQueue[FeatureItem],
+        outq: MediaQueue[PlayoutItem],
+        *,
+        fps: int,
+        samples_per_frame: int,
+        clock: MediaClock | None = None,
+        live: bool = False,
+        live_latency_s: float = 0.0,
+        max_batch: int = 4,
+        observers: ObserverList | None = None,
+        time_fn: Callable[[], float] = time.monotonic,
+        catchup_s: float = 0.08,
+        max_behind_s: float = 1.0,
+        compose_executor: Executor | None = None,
+        in_flight: int = 2,
+        idle_lead_frames: int = 2,
+    ) -> None:
+        if live and clock is None:
+            raise ValueError("a live render stage needs the media clock")
+        self.engine = engine
+        self.executor = executor
+        self.compose_executor = compose_executor or executor
+        self.inq = inq
+        self.outq = outq
+        self.fps = fps
+        self.samples_per_frame = samples_per_frame
+        self.clock = clock
+        self.live = live
+        self.live_latency_s = live_latency_s
+        self.max_batch = max(1, max_batch)
+        self.observers = observers or ObserverList()
+        self.time_fn = time_fn
+        self.catchup_s = catchup_s
+        self.max_behind_s = max_behind_s
+        self.in_flight = max(1, in_flight)
+        self.idle_lead_frames = idle_lead_frames
+        self.next_index = 0
+        self._silence = np.zeros(samples_per_frame, dtype=np.float32)
+        self._speech_image_pending = False  # a speech image exists (or is coming) this segment
+        self._idle_s = 0.01  # running estimates (s): an idle frame, maps + inference per
+        self._render_s = 0.02  # frame, compositing per frame
+        self._compose_s = 0.005
+        self._segment: SegmentStart | None = None
+        self._start_at = 0
+        self._planned_start = 0.0  # monotonic time planned for the live segment's first frame
+        self._jobs: asyncio.Queue[_Job | None] | None = None
+        self._last_speech_image: np.ndarray | None = None  # emitter side
+
+    # -- timing --------------------------------------------------------------------------------
+    def deadline(self, index: int) -> float:
+        assert self.clock is not None
+        return self.clock.deadline(index / self.fps)
+
+    def start_index(self, seg: SegmentStart) -> int:
+        """Output frame for a segment's first frame: live segments play `live_latency` after
+        their first sample was captured (never before the next free frame)."""
+        if not self.live or not seg.live or self.clock is None:
+            return self.next_index
+        due = math.ceil((seg.start_time + self.live_latency_s - self.clock.origin) * self.fps - 1e-6)
+        return max(self.next_index, due)
+
+    def reset(self, next_index: int) -> None:
+        """After an interrupt: forget the segment and continue at `next_index`."""
+        self.next_index = next_index
+        self._segment = None
+        self._speech_image_pending = False
+        self._last_speech_image = None
+
+    def behind_s(self, frame: SpeechFrame, index: int) -> float:
+        """How much later than planned a frame of a live segment would play at output frame
+        `index`: the segment's first frame was planned for `live_latency` after its first
+        sample, frame k for k / fps after that. Clock resyncs and underrun holds add to it; an
+        input that arrives faster than real time does not. 0 for files and offline."""
+        seg = self._segment
+        if not self.live or self.clock is None or seg is None or not seg.live:
+            return 0.0
+        return self.deadline(index) - (self._planned_start + frame.index / self.fps)
+
+    def _catch_up(self, frame: SpeechFrame, offset: int = 0) -> bool:
+        """Drop this frame (True) to win back latency a stall added to a live segment.
+
+        Stalls (a clock resync, an underrun hold) push a live segment later than its schedule.
+        Silent frames are dropped as soon as it is `catchup_s` behind — inaudible, and the
+        lips stay with their sound; speech is dropped only beyond `max_behind_s`.
+        """
+        behind = self.behind_s(frame, self.next_index + offset)
+        if behind > self.max_behind_s or (not frame.speech and behind > self.catchup_s):
+            self.observers.on_event("catchup" if not frame.speech else "catchup_speech")
+            return True
+        return False
+
+    async def _pace_idle(self) -> None:
+        """Idle frames are made just `idle_lead_frames` ahead of their deadline: running further
+        ahead would push the next live segment later than its latency target."""
+        lead = self.idle_lead_frames / self.fps + self._idle_s
+        delay = self.deadline(self.next_index) - lead - self.time_fn()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _would_miss(self, index: int) -> bool:
+        """Would rendering frame `index` now finish after its deadline? (live only)"""
+        if not self.live or self.clock is None:
+            return False
+        return self.time_fn() + self._render_s + self._compose_s > self.deadline(index)
+
+    # -- loop ----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        jobs: asyncio.Queue[_Job | None] = asyncio.Queue(self.in_flight)
+        self._jobs = jobs
+        self._last_speech_image = None
+
+        async def produce() -> None:
+            await self._run()
+            await jobs.put(None)  # end of stream: the emitter drains and forwards it
+
+        tasks = [asyncio.create_task(produce()), asyncio.create_task(self._emit_loop(jobs))]
+        try:
+            # Either side failing ends both (the other would wait on the job queue forever).
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                exc = t.exception()
+                if exc is not None:
+                    raise exc
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            if self._segment is None:
+                if self.live:
+                    await self._pace_idle()
+                item = self.inq.get_nowait() if self.live else await self.inq.get()
+                if item is None:
+                    await self._submit_idle()
+                elif isinstance(item, SegmentStart):
+                    self._begin(item)
+                elif isinstance(item, EndOfStream):
+                    return
+                # A SpeechFrame/SegmentEnd outside a segment belongs to an interrupted one.
+                continue
+            if self.live and self.next_index < self._start_at:
+                await self._pace_idle()
+                await self._submit_idle()  # the jitter buffer before a live segment starts
+                continue
+            if self.live:
+                wait_until = self.deadline(self.next_index) - (self._idle_s + 0.005)
+                item = await self.inq.get_until(wait_until, self.time_fn)
+                if item is None:
+                    self.observers.on_event("underrun")
+                    await self._submit_hold()
+                    continue
+            else:
+                item = await self.inq.get()
+            if isinstance(item, SpeechFrame):
+                if self._catch_up(item):
+                    continue
+                batch = [item]
+                while len(batch) < self.max_batch and isinstance(self.inq.peek(), SpeechFrame):
+                    nxt = self.inq.get_nowait()
+                    assert isinstance(nxt, SpeechFrame)
+                    if not self._catch_up(nxt, len(batch)):
+                        batch.append(nxt)
+                await self._submit_speech(batch)
+            elif isinstance(item, SegmentEnd):
+                self._segment = None
+                self._speech_image_pending = False
+            elif isinstance(item, SegmentStart):  # the previous segment never ended
+                self._begin(item)
+            elif isinstance(item, EndOfStream):
+                return
+
+    def _begin(self, seg: SegmentStart) -> None:
+        self._segment = seg
+        self._start_at = self.start_index(seg)
+        if self.live and self.clock is not None:
+            self._planned_start = self.deadline(self._start_at)  # absolute: resyncs move away
+        self._speech_image_pending = False
+        log.debug("segment %s starts at frame %d (now %d)", seg.source, self._start_at, self.next_index)
+
+    # -- submitting (run loop side) ------------------------------------------------------------
+    def _job(self, audio: np.ndarray, speech: bool, stamps: dict[str, float]) -> _Job:
+        src = self._segment.source if self._segment else ""
+        job = _Job(self.next_index, audio, speech, src, stamps)
+        self.next_index += 1
+        return job
+
+    async def _submit_idle(self) -> None:
+        assert self._jobs is not None
+        loop = asyncio.get_running_loop()
+        t0 = self.time_fn()
+        image = await loop.run_in_executor(
+            self.compose_executor, self.engine.idle_frame_at, self.next_index
+        )
+        self._idle_s = 0.8 * self._idle_s + 0.2 * (self.time_fn() - t0)
+        job = self._job(self._silence, False, {STAMP_RENDER_START: t0})
+        job.image = image
+        job.source = ""
+        await self._jobs.put(job)
+
+    async def _submit_hold(self) -> None:
+        """Underrun inside a segment: hold the last speech image with silence (no stall)."""
+        if not self._speech_image_pending:
+            await self._submit_idle()
+            return
+        assert self._jobs is not None
+        await self._jobs.put(self._job(self._silence, False, {STAMP_RENDER_START: self.time_fn()}))
+
+    async def _submit_speech(self, batch: list[SpeechFrame]) -> None:
+        assert self._jobs is not None
+        loop = asyncio.get_running_loop()
+        counters = [self.next_index + i for i in range(len(batch))]
+        # Falling behind (renderer slower than real time): repeat the previous image instead of
+        # rendering, keeping audio whole and the stream real-time.
+        skip = [False] * len(batch)
+        if self.live and self._would_miss(counters[0]):
+            skip = [i % 2 == 1 for i in range(len(batch))]
+            if len(batch) == 1 and self._speech_image_pending:
+                skip = [True]
+        todo = [i for i, f in enumerate(batch) if f.speech and not skip[i]]
+        t0 = self.time_fn()
+        pending: asyncio.Future[list[np.ndarray]] | None = None
+        if todo:
+            feats = np.stack([batch[i].features for i in todo])
+            tidx = [self.engine.idle_loop.index(counters[i]) for i in todo]
+            faces = await loop.run_in_executor(self.executor, self._faces_sync, feats, tidx)
+            pending = loop.run_in_executor(self.compose_executor, self._compose_sync, faces, tidx)
+            self._render_s = 0.8 * self._render_s + 0.2 * (self.time_fn() - t0) / len(todo)
+        for i, f in enumerate(batch):
+            stamps = dict(f.timestamps)
+            stamps[STAMP_RENDER_START] = t0
+            job = self._job(f.audio, f.speech, stamps)
+            if i in todo:
+                job.pending, job.position = pending, todo.index(i)
+                self._speech_image_pending = True
+            elif skip[i] and f.speech:
+                self.observers.on_event("skipped")  # job.image None: repeat the last image
+            else:
+                job.image = await loop.run_in_executor(
+                    self.compose_executor, self.engine.idle_frame_at, job.index
+                )
+            await self._jobs.put(job)
+
+    def _faces_sync(self, feats: np.ndarray, template_indices: list[int]) -> np.ndarray:
+        """Render worker: facial maps + renderer inference (compositing runs elsewhere)."""
+        return self.engine.infer(self.engine.maps(feats, template_indices))
+
+    def _compose_sync(self, faces: np.ndarray, template_indices: list[int]) -> list[np.ndarray]:
+        """Compose worker: paste the faces into their body frames."""
+        t0 = self.time_fn()
+        images = self.engine.compose(faces, template_indices)
+        self._compose_s = 0.8 * self._compose_s + 0.2 * (self.time_fn() - t0) / max(1, len(faces))
+        return images
+
+    # -- emitting (in order) -------------------------------------------------------------------
+    async def _emit_loop(self, jobs: asyncio.Queue[_Job | None]) -> None:
+        while True:
+            job = await jobs.get()
+            if job is None:
+                await self.outq.put(EndOfStream())
+                return
+            image = job.image
+            if job.pending is not None:
+                images = await job.pending
+                image = images[job.position]
+            if image is None:  # repeat: the last speech image, else the idle frame
+                image = self._last_speech_image
+                if image is None:
+                    image = self.engine.idle_frame_at(job.index)
+            elif job.speech:
+                self._last_speech_image = image
+            job.timestamps[STAMP_RENDERED] = self.time_fn()
+            await self.outq.put(
+                OutputFrame(
+                    index=job.index, image=image, audio=job.audio, speech=job.speech,
+                    source=job.source, timestamps=job.timestamps,
+                )
+            )
+
+
+class Player:
+    """Releases frames at their deadlines on the media clock and hands them to `publish`."""
+
+    name = "player"
+
+    def __init__(
+        self,
+        inq: MediaQueue[PlayoutItem],
+        clock: MediaClock,
+        fps: int,
+        publish: Callable[[OutputFrame], None],
+        *,
+        resync_frames: int = 3,
+        observers: ObserverList | None = None,
+    ) -> None:
+        self.inq = inq
+        self.clock = clock
+        self.fps = fps
+        self.publish = publish
+        self.resync_frames = resync_frames
+        self.observers = observers or ObserverList()
+        self.next_index = 0
+        self.epoch = 0  # bumped by interrupts: a frame waiting for its deadline is then dropped
+        self.frames_out = 0
+
+    def interrupt(self) -> None:
+        self.epoch += 1
+
+    async def run(self) -> None:
+        while True:
+            item = await self.inq.get()
+            if isinstance(item, EndOfStream):
+                return
+            if item.index < self.next_index:
+                continue  # left over from before an interrupt
+            epoch = self.epoch
+            pts = item.index / self.fps
+            late = self.clock.behind(pts)
+            if late > self.resync_frames / self.fps:
+                self.clock.rebase(pts)
+                self.observers.on_event("resync")
+            elif late < 0:
+                await self.clock.sleep_until(pts)
+            if epoch != self.epoch:
+                continue
+            item.timestamps[STAMP_OUT] = self.clock.monotonic()
+            self.next_index = item.index + 1
+            self.frames_out += 1
+            self.publish(item)
+            self.observers.on_frame(item)

@@ -1,0 +1,105 @@
+"""Pipeline test helpers: the tiny synthetic avatar bundle with a test engine and a loudness mouth.
+
+The mouth "model" maps each output frame's MFCC energy (c0, rows 4t..4t+3 of the window) to the
+first PCA feature, so louder audio opens the mouth: tests can tell speech frames from silence by
+looking at the pictures, and compare with offline sliding-window inference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anchor.avatar.bundle import AvatarBundle, load_avatar
+from anchor.avatar.engine import AvatarEngine
+from anchor.avatar.testing import make_tiny_bundle
+from anchor.config import AnchorConfig, StreamingConfig
+from anchor.pipeline.engine import PipelineModels, mouth_box
+
+SR = 16000
+SPF = 640
+
+
+class EchoBackend:
+    """The facial map is the face (what the tiny bundle's identity renderer computes)."""
+
+    name = "echo"
+
+    def __init__(self, resolution: int) -> None:
+        self.resolution = resolution
+
+    def warmup(self) -> None:
+        pass
+
+    def infer(self, maps: np.ndarray) -> np.ndarray:
+        return maps.copy()
+
+    def close(self) -> None:
+        pass
+
+
+def loudness_infer(batch: np.ndarray) -> np.ndarray:
+    """(B, 200, 13) MFCC -> (B, 50, 10): feature 0 rises with the frame's c0 (energy)."""
+    b = batch.shape[0]
+    c0 = batch[:, :, 0].reshape(b, 50, 4).mean(axis=2)  # (B, 50): rows 4j..4j+3 -> frame j
+    out = np.zeros((b, 50, 10), np.float32)
+    out[:, :, 0] = np.clip((c0 + 260.0) / 150.0, 0.0, 0.6)  # silence 0, speech 0.1..0.6
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> AvatarBundle:
+    path = make_tiny_bundle(tmp_path_factory.mktemp("pipeline") / "tiny", n_frames=6)
+    return load_avatar(path)
+
+
+def make_models(bundle: AvatarBundle, hop_frames: int = 2, right_context: int = 4) -> PipelineModels:
+    cfg = AnchorConfig()
+    engine = AvatarEngine(bundle, cfg, EchoBackend(bundle.face_resolution))
+    streaming = dataclasses.replace(
+        StreamingConfig(), hop_frames=hop_frames, right_context_frames=right_context
+    )
+    return PipelineModels(
+        engine=engine, infer=loudness_infer, audio=cfg.audio, streaming=streaming,
+        mouth_model=cfg.mouth_model, fps=25, name="tiny",
+        info={"mouth_box": mouth_box(bundle), "frame_size": engine.frame_size},
+    )
+
+
+@pytest.fixture()
+def models(tiny_bundle: AvatarBundle) -> PipelineModels:
+    return make_models(tiny_bundle)
+
+
+def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    """Voiced, syllable-modulated harmonic sound webrtcvad calls speech (16 kHz float32)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 140 + 20 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    x = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)  # ~4 syllables per second
+    x = x * envelope + 0.02 * rng.standard_normal(t.size)
+    return (0.25 * x / np.max(np.abs(x))).astype(np.float32)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SR), np.float32)
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1 s of silence, 2 s of speech-like sound, 1 s of silence as a 16-bit WAV."""
+    import wave
+
+    x = np.concatenate([silence(1.0), speechlike(2.0), silence(1.0)])
+    path = tmp_path_factory.mktemp("audio") / "speech.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes((x * 32767).astype("<i2").tobytes())
+    return path
