@@ -1,0 +1,369 @@
+"""Training of the audio-to-mouth models (paper §3.1, Eq. 1-4) and their held-out scoring.
+
+Windows of 200 MFCC rows / 50 frames are cut with stride `mouth_train.window_stride` frames from
+the train split of every clip (`ClipData.split`: the last `val_fraction` is held out). MFCC are
+standardised with the train-set mean/std; PCA targets are divided by their RMS
+(`mouth_train.target_scaling`); both are stored in the checkpoint and baked into the ONNX export.
+
+Losses: "adversarial-tcn" trains MouthTcn against MouthDiscriminator with
+GAN + l2_weight * L2 + interframe_weight * inter-frame (MSE of consecutive-frame differences);
+"tcn", "lstm" and "bilstm" are trained with L2 only (the paper's baselines).
+
+Validation = the streaming scheme itself: `windowed_inference` over each whole clip, scored on the
+held-out frames only, in PCA units.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from anchor.audio.mfcc import silence_mfcc
+from anchor.config import AnchorConfig, from_dict, to_dict
+from anchor.errors import MouthError
+from anchor.mouth.models import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    KINDS,
+    MouthDiscriminator,
+    MouthInference,
+    build_generator,
+    load_checkpoint,
+)
+from anchor.mouth.streaming import windowed_inference
+from anchor.train.dataset import Dataset, load_dataset
+
+log = logging.getLogger(__name__)
+
+SCALINGS = ("none", "global", "per-dim")
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    mfcc_mean: np.ndarray  # (13,)
+    mfcc_std: np.ndarray  # (13,)
+    target_scale: np.ndarray  # (10,) raw PCA = network output * target_scale
+
+    def to_checkpoint(self) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in
+                dataclasses.asdict(self).items()}
+
+    @staticmethod
+    def from_checkpoint(d: dict[str, Any]) -> Normalisation:
+        return Normalisation(**{k: np.asarray(d[k], dtype=np.float32) for k in
+                                ("mfcc_mean", "mfcc_std", "target_scale")})
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    epoch: int
+    val_loss: float
+    history: list[dict[str, float]]
+
+
+def resolve_config(cfg: AnchorConfig, kind: str | None = None, epochs: int | None = None) -> AnchorConfig:
+    """`cfg` with the model kind / epoch count from the command line applied and checked."""
+    mm, mt = cfg.mouth_model, cfg.mouth_train
+    if kind is not None:
+        mm = dataclasses.replace(mm, kind=kind)
+    if epochs is not None:
+        mt = dataclasses.replace(mt, epochs=epochs)
+    if mm.kind not in KINDS:
+        raise MouthError(f"unknown mouth model kind {mm.kind!r} (choose from {', '.join(KINDS)})")
+    if mt.target_scaling not in SCALINGS:
+        raise MouthError(f"mouth_train.target_scaling must be one of {', '.join(SCALINGS)}")
+    if mt.epochs < 0:
+        raise MouthError("mouth_train.epochs must be >= 0")
+    return dataclasses.replace(cfg, mouth_model=mm, mouth_train=mt)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def clip_windows(mfcc: np.ndarray, target: np.ndarray, frames: range, window_out: int,
+                 rows_per_frame: int, stride: int, pad_row: np.ndarray | None = None,
+                 edge_frames: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows over `frames`, optionally running `edge_frames` into silence at both ends.
+
+    Returns MFCC (N, 50*r, 13), targets (N, 50, dims) and a mask (N, 50) of real frames: the
+    silence-padded frames (as at the edges of a stream) carry target 0 and are left out of the loss.
+    """
+    r, e = rows_per_frame, edge_frames if pad_row is not None else 0
+    seg_x = mfcc[frames.start * r : frames.stop * r]
+    seg_y = target[frames.start : frames.stop]
+    if e:
+        pad = np.repeat(np.asarray(pad_row, np.float32).reshape(1, -1), e * r, 0)
+        seg_x = np.concatenate([pad, seg_x, pad])
+        seg_y = np.concatenate([np.zeros((e, target.shape[1])), seg_y, np.zeros((e, target.shape[1]))])
+    real = np.zeros(len(seg_y), bool)
+    real[e : e + len(frames)] = True
+    starts = list(range(0, len(seg_y) - window_out + 1, stride))
+    if not starts or len(frames) < window_out:
+        return (np.zeros((0, window_out * r, mfcc.shape[1]), np.float32),
+                np.zeros((0, window_out, target.shape[1]), np.float32),
+                np.zeros((0, window_out), bool))
+    x = np.stack([seg_x[s * r : (s + window_out) * r] for s in starts])
+    y = np.stack([seg_y[s : s + window_out] for s in starts])
+    m = np.stack([real[s : s + window_out] for s in starts])
+    return x.astype(np.float32), y.astype(np.float32), m
+
+
+def train_windows(ds: Dataset, cfg: AnchorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All training windows of the dataset (raw MFCC, raw PCA, real-frame mask).
+
+    Besides the windows inside each clip's train split, windows that run up to 3/4 of their
+    length into silence at the split's ends teach the model the stream edges, which streaming
+    inference pads with the silence MFCC row.
+    """
+    mm, mt = cfg.mouth_model, cfg.mouth_train
+    r = mm.window_in // mm.window_out
+    pad = silence_mfcc(cfg.audio)
+    xs, ys, ms = [], [], []
+    for clip in ds.clips:
+        train, _ = clip.split(mt.val_fraction)
+        x, y, m = clip_windows(clip.mfcc, clip.mouth_pca, train, mm.window_out, r, mt.window_stride,
+                               pad, 3 * mm.window_out // 4)
+        if not len(x):
+            log.warning("clip %s: train split (%d frames) is shorter than one window; skipped",
+                        clip.name, len(train))
+        xs.append(x)
+        ys.append(y)
+        ms.append(m)
+    x_all, y_all, m_all = np.concatenate(xs), np.concatenate(ys), np.concatenate(ms)
+    if not len(x_all):
+        raise MouthError(f"dataset {ds.path}: no clip has {mm.window_out} training frames")
+    if y_all.shape[2] != mm.pca_dims:
+        raise MouthError(
+            f"dataset {ds.path}: mouth_pca has {y_all.shape[2]} dims, mouth_model.pca_dims is {mm.pca_dims}"
+        )
+    return x_all, y_all, m_all
+
+
+def fit_normalisation(ds: Dataset, cfg: AnchorConfig) -> Normalisation:
+    """MFCC mean/std and target scale from the train split of every clip."""
+    mt = cfg.mouth_train
+    r = cfg.mouth_model.window_in // cfg.mouth_model.window_out
+    rows, targets = [], []
+    for clip in ds.clips:
+        train, _ = clip.split(mt.val_fraction)
+        rows.append(clip.mfcc[train.start * r : train.stop * r])
+        targets.append(clip.mouth_pca[train.start : train.stop])
+    m = np.concatenate(rows).astype(np.float64)
+    t = np.concatenate(targets).astype(np.float64)
+    std = np.maximum(m.std(0), 1e-6)
+    if mt.target_scaling == "none":
+        scale = np.ones(t.shape[1])
+    elif mt.target_scaling == "global":
+        scale = np.full(t.shape[1], np.sqrt(np.mean(t**2)))
+    else:
+        scale = np.sqrt(np.mean(t**2, axis=0))
+    scale = np.maximum(scale, 1e-8)
+    return Normalisation(m.mean(0).astype(np.float32), std.astype(np.float32), scale.astype(np.float32))
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE over the real frames only: pred/target (B, T, D), mask (B, T) bool."""
+    w = mask.unsqueeze(-1).to(pred.dtype)
+    return ((pred - target) ** 2 * w).sum() / (w.sum() * pred.shape[-1]).clamp_min(1.0)
+
+
+def interframe_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE of consecutive-frame differences (the paper's inter-frame loss), (B, T, D) inputs."""
+    dp, dt = pred[:, 1:] - pred[:, :-1], target[:, 1:] - target[:, :-1]
+    if mask is None:
+        return F.mse_loss(dp, dt)
+    return masked_mse(dp, dt, mask[:, 1:] & mask[:, :-1])
+
+
+def masked_bce(logits: torch.Tensor, real: bool, mask: torch.Tensor) -> torch.Tensor:
+    """Per-frame GAN loss over the real frames: logits (B, T), mask (B, T) bool."""
+    target = torch.full_like(logits, 1.0 if real else 0.0)
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    w = mask.to(logits.dtype)
+    return (loss * w).sum() / w.sum().clamp_min(1.0)
+
+
+def torch_infer(module: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """An `infer` function (numpy in/out, no grad) for windowed_inference."""
+    def infer(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
+    return infer
+
+
+def predict_clips(ds: Dataset, infer: Callable[[np.ndarray], np.ndarray],
+                  cfg: AnchorConfig) -> list[np.ndarray]:
+    """Streaming-scheme predictions (T, dims) for every whole clip, raw PCA units."""
+    pad = silence_mfcc(cfg.audio)
+    r = cfg.mouth_model.window_in // cfg.mouth_model.window_out
+    return [windowed_inference(c.mfcc[: r * c.frames], infer, cfg.streaming, cfg.mouth_model, pad)
+            for c in ds.clips]
+
+
+def heldout_metrics(ds: Dataset, preds: list[np.ndarray], val_fraction: float) -> dict[str, float]:
+    """MSE, MAE and inter-frame MSE (Eq. 5) over the held-out frames of every clip, PCA units."""
+    se, ae, d_se = 0.0, 0.0, 0.0
+    n, nd, dims = 0, 0, 1
+    for clip, pred in zip(ds.clips, preds, strict=True):
+        _, val = clip.split(val_fraction)
+        if not len(val):
+            continue
+        p = pred[val.start : val.stop].astype(np.float64)
+        y = clip.mouth_pca[val.start : val.stop].astype(np.float64)
+        dims = y.shape[1]
+        se += float(((p - y) ** 2).sum())
+        ae += float(np.abs(p - y).sum())
+        n += len(val)
+        if len(val) > 1:
+            d_se += float(((np.diff(p, axis=0) - np.diff(y, axis=0)) ** 2).sum())
+            nd += len(val) - 1
+    if n == 0:
+        raise MouthError(f"dataset {ds.path}: no held-out frames (val_fraction {val_fraction})")
+    return {"mse": se / (n * dims), "mae": ae / (n * dims),
+            "interframe_mse": d_se / max(1, nd * dims), "frames": float(n)}
+
+
+def _atomic_save(obj: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train_mouth(
+    dataset: str | Path,
+    out_root: str | Path,
+    cfg: AnchorConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train `cfg.mouth_model.kind` on DATASET; checkpoint at OUT_ROOT/<kind>/checkpoint.pt."""
+    cfg = resolve_config(cfg)
+    mm, mt = cfg.mouth_model, cfg.mouth_train
+    torch.set_num_threads(max(1, mt.threads))
+    ckpt_path = Path(out_root) / mm.kind / "checkpoint.pt"
+    ds = load_dataset(dataset)
+
+    seed_everything(mt.seed)
+    gen = build_generator(mm)
+    opt = torch.optim.Adam(gen.parameters(), lr=mt.lr, weight_decay=mt.weight_decay)
+    adversarial = mm.kind == "adversarial-tcn"
+    disc = MouthDiscriminator(mm) if adversarial else None
+    disc_opt = (torch.optim.Adam(disc.parameters(), lr=mt.disc_lr, betas=(0.5, 0.999))
+                if disc is not None else None)
+
+    start_epoch = 0
+    history: list[dict[str, float]] = []
+    if resume and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        old = from_dict(AnchorConfig, ckpt["config"])
+        if old.mouth_model != mm:
+            raise MouthError(f"{ckpt_path}: --resume with a different mouth_model config")
+        gen.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if disc is not None and disc_opt is not None:
+            disc.load_state_dict(ckpt["discriminator"])
+            disc_opt.load_state_dict(ckpt["disc_optimizer"])
+        norm = Normalisation.from_checkpoint(ckpt["norm"])
+        start_epoch = int(ckpt["epoch"])
+        history = list(ckpt.get("history", []))
+        log.info("resuming %s from epoch %d", ckpt_path, start_epoch)
+    else:
+        if resume:
+            log.warning("%s does not exist; starting from scratch", ckpt_path)
+        norm = fit_normalisation(ds, cfg)
+
+    x_raw, y_raw, m_raw = train_windows(ds, cfg)
+    x_all = torch.from_numpy((x_raw - norm.mfcc_mean) / norm.mfcc_std)
+    y_all = torch.from_numpy(y_raw / norm.target_scale)
+    m_all = torch.from_numpy(m_raw)
+    n = len(x_all)
+    log.info("%s: %d training windows from %d clips, %d epochs, lookahead %.0f ms",
+             mm.kind, n, len(ds.clips), mt.epochs, cfg.streaming.lookahead_ms)
+
+    inference = MouthInference(gen, torch.from_numpy(norm.mfcc_mean),
+                               torch.from_numpy(norm.mfcc_std), torch.from_numpy(norm.target_scale))
+    val_loss = float(history[-1]["val_loss"]) if history else float("nan")
+
+    def save(epoch: int) -> None:
+        _atomic_save({
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": mm.kind,
+            "config": to_dict(cfg), "epoch": epoch, "model": gen.state_dict(),
+            "optimizer": opt.state_dict(),
+            "discriminator": disc.state_dict() if disc is not None else None,
+            "disc_optimizer": disc_opt.state_dict() if disc_opt is not None else None,
+            "norm": norm.to_checkpoint(), "val_loss": val_loss, "history": history,
+            "dataset": str(Path(dataset)),
+        }, ckpt_path)
+
+    bar = tqdm(range(start_epoch, mt.epochs), desc=f"train {mm.kind}", unit="epoch",
+               disable=not progress, initial=start_epoch, total=mt.epochs)
+    for epoch in bar:
+        t0, c0 = time.monotonic(), time.process_time()
+        # Seeded per epoch, so a resumed run shuffles exactly like an uninterrupted one.
+        torch.manual_seed(mt.seed + epoch)
+        perm = np.random.default_rng(mt.seed + epoch).permutation(n)
+        gen.train()
+        if disc is not None:
+            disc.train()
+        total, count = 0.0, 0
+        for b0 in range(0, n, mt.batch_size):
+            idx = torch.from_numpy(perm[b0 : b0 + mt.batch_size])
+            x, y, m = x_all[idx], y_all[idx], m_all[idx]
+            pred = gen(x)  # (B, 50, 10)
+            l2 = masked_mse(pred, y, m)
+            if disc is not None and disc_opt is not None:
+                # Discriminator: real (audio, mouth) pairs vs generated ones; silence-padded
+                # frames show the same zeros in both so they carry no cue.
+                fake = pred * m.unsqueeze(-1)
+                d_real = disc(x, y)
+                d_fake = disc(x, fake.detach())
+                d_loss = 0.5 * (masked_bce(d_real, True, m) + masked_bce(d_fake, False, m))
+                disc_opt.zero_grad(set_to_none=True)
+                d_loss.backward()
+                disc_opt.step()
+                g_adv = disc(x, fake)
+                loss = (mt.gan_weight * masked_bce(g_adv, True, m) + mt.l2_weight * l2
+                        + mt.interframe_weight * interframe_mse(pred, y, m))
+            else:
+                loss = mt.l2_weight * l2
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(gen.parameters(), 5.0)
+            opt.step()
+            total += float(l2.detach()) * float(m.sum())
+            count += int(m.sum())
+        gen.eval()
+        metrics = heldout_metrics(ds, predict_clips(ds, torch_infer(inference), cfg), mt.val_fraction)
+        val_loss = metrics["mse"]
+        train_mse = total / max(1, count) * float(np.mean(norm.target_scale**2))
+        history.append({"epoch": float(epoch + 1), "train_mse": train_mse, "val_loss": val_loss,
+                        "seconds": time.monotonic() - t0, "cpu_seconds": time.process_time() - c0})
+        bar.set_postfix(train=f"{train_mse:.3g}", val=f"{val_loss:.3g}")
+        log.info("%s epoch %d/%d: train MSE %.4g, val MSE %.4g (%.1f s wall, %.1f s CPU)", mm.kind,
+                 epoch + 1, mt.epochs, train_mse, val_loss, history[-1]["seconds"],
+                 history[-1]["cpu_seconds"])
+        if (epoch + 1) % max(1, mt.checkpoint_every) == 0 or epoch + 1 == mt.epochs:
+            save(epoch + 1)
+    bar.close()
+    if not ckpt_path.is_file():
+        save(start_epoch)
+    return TrainResult(ckpt_path, max(start_epoch, mt.epochs), val_loss, history)

@@ -1,0 +1,173 @@
+"""Mouth training on a tiny synthetic dataset: it learns, resumes exactly, stores its config;
+eval finds every trained model and writes Fig. 5."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+import torch  # noqa: E402
+
+from anchor.config import (  # noqa: E402
+    AnchorConfig,
+    MouthModelConfig,
+    MouthTrainConfig,
+    from_dict,
+    load_config,
+    to_dict,
+)
+from anchor.errors import MouthError  # noqa: E402
+from anchor.mouth.models import load_checkpoint  # noqa: E402
+from anchor.train.mouth import resolve_config, train_mouth  # noqa: E402
+
+
+def write_synthetic_dataset(root: Path, clips: int = 3, frames: int = 300, seed: int = 0) -> Path:
+    """A dataset in the anchor/train/dataset.py format whose mouth is a smooth function of the MFCC."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((13, 10)).astype(np.float32) * 0.02
+    infos = []
+    for c in range(clips):
+        name = f"clip{c}"
+        cdir = root / "clips" / name
+        cdir.mkdir(parents=True)
+        m = 4 * frames
+        # Smooth "speech-like" MFCC: low-passed noise with an offset, as real MFCC have.
+        raw = rng.standard_normal((m + 40, 13)).astype(np.float32)
+        kernel = np.ones(20, np.float32) / 20
+        mfcc = np.stack([np.convolve(raw[:, j], kernel, "valid")[:m] for j in range(13)], 1) * 4 + 3
+        per_frame = mfcc.reshape(frames, 4, 13).mean(1)
+        ahead = np.concatenate([per_frame[2:], per_frame[-2:]])  # mouth anticipates speech a little
+        pca = np.tanh((0.6 * per_frame + 0.4 * ahead - 3) @ w * 5).astype(np.float32) * 0.05
+        t = frames
+        np.savez(
+            cdir / "features.npz",
+            mfcc=mfcc.astype(np.float32), landmarks=np.zeros((t, 68, 2), np.float32),
+            boxes=np.zeros((t, 4), np.float32), crop_landmarks=np.zeros((t, 68, 2), np.float32),
+            mouth=np.zeros((t, 40), np.float32), mouth_mean=np.zeros(40, np.float32),
+            mouth_pca=pca, norm_center=np.zeros((t, 2), np.float32),
+            norm_angle=np.zeros(t, np.float32), norm_scale=np.ones(t, np.float32),
+        )
+        np.save(cdir / "audio.npy", np.zeros(640 * t, np.float32))
+        infos.append({"name": name, "source": f"{name}.mp4", "frames": t, "fps": 25,
+                      "sample_rate": 16000, "width": 64, "height": 64, "mfcc_frames": m})
+    np.savez(root / "pca.npz", mean=np.zeros(40, np.float32), components=np.eye(10, 40, dtype=np.float32),
+             explained_variance_ratio=np.full(10, 0.1, np.float32))
+    manifest = {"format": "anchor-dataset", "version": 1, "config": {}, "clips": infos,
+                "pca": {"dims": 10, "explained_variance_ratio": [0.1] * 10, "total": 1.0}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def command(name: str, overrides: list[str], argv: list[str]) -> int:
+    """Run anchor/commands/<name>.py as the CLI does (parser from add_arguments, --set overrides)."""
+    module = importlib.import_module(f"anchor.commands.{name}")
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(argv), load_config(None, overrides)))
+
+
+def tiny_config(kind: str, epochs: int, **train: Any) -> AnchorConfig:
+    mm = MouthModelConfig(kind=kind, channels=16, fc_hidden=16, dilations=(1, 2, 4), lstm_hidden=16,
+                          lstm_layers=1, disc_channels=8)
+    mt = dataclasses.replace(MouthTrainConfig(epochs=epochs, batch_size=16, lr=3e-3, threads=1,
+                                              checkpoint_every=1), **train)
+    return AnchorConfig(mouth_model=mm, mouth_train=mt)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_dataset(tmp_path_factory.mktemp("ds"))
+
+
+def test_training_reduces_heldout_loss_and_stores_config(dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny_config("adversarial-tcn", epochs=12)
+    result = train_mouth(dataset, tmp_path / "runs", cfg, progress=False)
+    assert result.checkpoint == tmp_path / "runs" / "adversarial-tcn" / "checkpoint.pt"
+    losses = [h["val_loss"] for h in result.history]
+    assert len(losses) == 12
+    # Baseline: always predicting zero (the PCA mean).
+    from anchor.train.dataset import load_dataset
+
+    ds = load_dataset(dataset)
+    zero = np.mean(np.concatenate([c.mouth_pca[c.split(0.15)[1].start :] for c in ds.clips]) ** 2)
+    assert losses[-1] < 0.5 * zero
+    assert losses[-1] < losses[0]
+    ckpt = load_checkpoint(result.checkpoint)
+    assert from_dict(AnchorConfig, ckpt["config"]) == cfg
+    assert ckpt["config"] == to_dict(cfg)
+    assert ckpt["epoch"] == 12 and ckpt["val_loss"] == pytest.approx(losses[-1])
+    assert set(ckpt["norm"]) == {"mfcc_mean", "mfcc_std", "target_scale"}
+    # The stored MFCC statistics are the train split's.
+    train_rows = np.concatenate([c.mfcc[: 4 * c.split(0.15)[0].stop] for c in ds.clips])
+    np.testing.assert_allclose(ckpt["norm"]["mfcc_mean"].numpy(), train_rows.mean(0), rtol=1e-4, atol=1e-4)
+
+
+def test_resume_continues_at_the_right_epoch(dataset: Path, tmp_path: Path) -> None:
+    full = train_mouth(dataset, tmp_path / "full", tiny_config("tcn", epochs=3), progress=False)
+    part = train_mouth(dataset, tmp_path / "part", tiny_config("tcn", epochs=2), progress=False)
+    assert part.epoch == 2
+    resumed = train_mouth(dataset, tmp_path / "part", tiny_config("tcn", epochs=3), resume=True,
+                          progress=False)
+    assert resumed.epoch == 3
+    assert [h["epoch"] for h in resumed.history] == [1.0, 2.0, 3.0]
+    a, b = load_checkpoint(full.checkpoint), load_checkpoint(resumed.checkpoint)
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)
+    assert b["epoch"] == 3
+    with pytest.raises(MouthError, match="different mouth_model"):
+        other = tiny_config("tcn", epochs=4)
+        other = dataclasses.replace(other, mouth_model=dataclasses.replace(other.mouth_model, channels=8))
+        train_mouth(dataset, tmp_path / "part", other, resume=True, progress=False)
+
+
+def test_cli_trains_every_kind_and_eval_reports_them(dataset: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "runs"
+    common = ["mouth_model.channels=8", "mouth_model.fc_hidden=8", "mouth_model.lstm_hidden=8",
+              "mouth_model.lstm_layers=1", "mouth_model.disc_channels=8", "mouth_train.threads=1"]
+    for kind in ("adversarial-tcn", "tcn", "lstm", "bilstm"):
+        assert command("train_mouth", common, [str(dataset), "--model", kind, "--out", str(runs),
+                                               "--epochs", "1"]) == 0
+        assert (runs / kind / "checkpoint.pt").is_file()
+    png, js = tmp_path / "fig5.png", tmp_path / "results.json"
+    assert command("eval_mouth", common, [str(dataset), "--runs", str(runs), "--plot", str(png),
+                                          "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "lookahead 400 ms" in out
+    for kind in ("adversarial-tcn", "tcn", "lstm", "bilstm"):
+        assert kind in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(js.read_text())
+    assert [m["kind"] for m in data["models"]] == ["adversarial-tcn", "tcn", "lstm", "bilstm"]
+    for m in data["models"]:
+        assert len(m["position_mse"]) == 50 and m["mse"] > 0 and m["seconds_per_minute"] > 0
+    onnx = tmp_path / "m.onnx"
+    assert command("export_mouth", common, [str(runs / "tcn" / "checkpoint.pt"), "-o", str(onnx)]) == 0
+    assert onnx.is_file() and "lookahead 400 ms" in capsys.readouterr().out
+
+
+def test_fig5_scores_every_position_on_the_same_frames(dataset: Path) -> None:
+    from anchor.mouth.evaluate import window_position_mse
+    from anchor.train.dataset import load_dataset
+
+    ds = load_dataset(dataset)
+    zeros = window_position_mse(ds, lambda b: np.zeros((len(b), 50, 10), np.float32), AnchorConfig(), 0.15)
+    held_out = np.concatenate([c.mouth_pca[c.split(0.15)[1].start :] for c in ds.clips])
+    np.testing.assert_allclose(zeros, np.full(50, np.mean(held_out.astype(np.float64) ** 2)), rtol=1e-9)
+
+
+def test_bad_kind_and_empty_runs_are_clear_errors(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(MouthError, match="unknown mouth model kind"):
+        resolve_config(AnchorConfig(), kind="gru")
+    from anchor.mouth.evaluate import evaluate_runs
+
+    with pytest.raises(MouthError, match="no trained mouth models"):
+        evaluate_runs(dataset, tmp_path / "empty", AnchorConfig())
