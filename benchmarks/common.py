@@ -7,8 +7,10 @@ A suite returns a dict of figures; `write_result` wraps it with the provenance a
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import re
 import subprocess
 import tempfile
 import time
@@ -27,9 +29,23 @@ LIBRARIES = ("anchor", "numpy", "onnxruntime", "torch", "av", "aiortc", "opencv-
 
 @dataclass(frozen=True)
 class BenchOptions:
+    """What `anchor bench` was asked for; every suite gets the same options.
+
+    `quick` sizes a run for a 2-core CPU in minutes; `tiny` (tests only) shrinks it to seconds,
+    so numbers from a tiny run only show that the suite works. Paths left None are resolved by
+    the suite (default avatar bundle, ../shared/media) and recorded in its figures.
+    """
+
     quick: bool
     out: Path
     avatar: Path | None = None
+    tiny: bool = False
+    dataset: Path | None = None  # lookahead: a dataset written by `anchor prepare`
+    mouth_model: Path | None = None  # lookahead: a mouth checkpoint (.pt) or ONNX
+    preset: str | None = None  # renderer: preset name (default cpu-small; paper-512 on GPU)
+    backends: tuple[str, ...] = ()  # renderer: backends to try (empty = all)
+    threads: int = 2  # onnxruntime / torch intra-op threads
+    seed: int = 0
 
 
 def git_sha() -> str:
@@ -50,6 +66,26 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def git_dirty() -> bool | None:
+    """True when the working tree differs from HEAD (results then come from uncommitted code)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+            text=True, check=True, cwd=Path(__file__).resolve().parent,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return bool(out.strip())
+
+
+def machine_slug() -> str:
+    """A directory name for this machine's results: `cpu-2core`, `nvidia-h100-80gb-hbm3`..."""
+    gpu = gpu_model()
+    if gpu:
+        return re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
+    return f"cpu-{os.cpu_count() or 1}core"
 
 
 def gpu_model() -> str | None:
@@ -104,6 +140,7 @@ def write_result(suite: str, figures: dict[str, Any], cfg: AnchorConfig, opts: B
         "quick": opts.quick,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "git_sha": git_sha(),
+        "git_dirty": git_dirty(),
         "machine": machine(),
         "libraries": library_versions(),
         "config": to_dict(cfg),
@@ -113,8 +150,50 @@ def write_result(suite: str, figures: dict[str, Any], cfg: AnchorConfig, opts: B
     fd, tmp = tempfile.mkstemp(dir=opts.out, suffix=".json.tmp")
     with os.fdopen(fd, "w") as fh:
         json.dump(result, fh, indent=2, default=_jsonable)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
     os.replace(tmp, path)
     return path
+
+
+def skipped(reason: str, **extra: Any) -> dict[str, Any]:
+    """The figures of a suite (or part of one) that could not run, with the reason recorded."""
+    return {"skipped": True, "reason": reason, **extra}
+
+
+def non_finite_paths(value: Any, path: str = "") -> list[str]:
+    """JSON paths of every NaN/inf number inside a figures dict (empty when all are finite)."""
+    bad: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            bad += non_finite_paths(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            bad += non_finite_paths(v, f"{path}[{i}]")
+    elif isinstance(value, float | np.floating) and not math.isfinite(float(value)):
+        bad.append(path)
+    return bad
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display on servers / CI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _jsonable(value: Any) -> Any:
