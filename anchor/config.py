@@ -88,7 +88,8 @@ class MouthModelConfig:
     kernel_size: int = 3
     dilations: tuple[int, ...] = (1, 2, 4, 8)
     fc_hidden: int = 256
-    dropout: float = 0.1
+    dropout: float = 0.3
+    input_dropout: float = 0.1  # dropout on the standardised MFCC (training only)
     lstm_hidden: int = 256
     lstm_layers: int = 2
     lstm_delay_frames: int = 5  # time-delayed LSTM: output for frame t emitted at t + delay
@@ -98,11 +99,11 @@ class MouthModelConfig:
 @dataclass(frozen=True)
 class MouthTrainConfig:
     seed: int = 0
-    epochs: int = 60
+    epochs: int = 16  # an upper bound: `patience` usually stops earlier
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 3e-4
     disc_lr: float = 2e-4
-    weight_decay: float = 0.0
+    weight_decay: float = 1e-2  # AdamW (decoupled)
     gan_weight: float = 1.0
     l2_weight: float = 100.0
     interframe_weight: float = 1.0
@@ -111,6 +112,14 @@ class MouthTrainConfig:
     checkpoint_every: int = 5  # epochs
     threads: int = 2
     target_scaling: str = "global"  # none | global | per-dim: divide PCA targets by their RMS
+    patience: int = 4  # stop after this many epochs without a better held-out MSE (0: never)
+    # MFCC augmentation of training windows (standardised units; all 0 = off):
+    aug_noise: float = 0.3  # std of Gaussian noise added to every coefficient
+    aug_gain: float = 0.5  # std of a per-window offset added to c0 (log-energy = gain)
+    aug_time_masks: int = 2  # SpecAugment-style: number of time spans zeroed per window
+    aug_time_mask_rows: int = 20  # max length of each span, MFCC rows
+    aug_coef_masks: int = 1  # number of coefficient bands zeroed per window
+    aug_coef_mask_width: int = 3  # max width of each band, coefficients
 
 
 @dataclass(frozen=True)

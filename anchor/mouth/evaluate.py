@@ -40,6 +40,7 @@ class ModelResult:
     mae: float
     interframe_mse: float
     frames: int
+    lip_corr: float  # correlation of predicted / true inner-lip opening, held-out frames
     seconds_per_minute: float  # wall time to infer 60 s of audio (CPU, one batch of windows)
     position_mse: list[float] = field(default_factory=list)  # (window_out,)
 
@@ -129,7 +130,7 @@ def evaluate_checkpoint(path: Path, ds: Dataset, cfg: AnchorConfig) -> ModelResu
     return ModelResult(
         kind=ckpt_cfg.mouth_model.kind, checkpoint=str(path), epoch=int(ckpt.get("epoch", 0)),
         mse=metrics["mse"], mae=metrics["mae"], interframe_mse=metrics["interframe_mse"],
-        frames=int(metrics["frames"]), seconds_per_minute=spm, position_mse=pos.tolist(),
+        frames=int(metrics["frames"]), lip_corr=metrics["lip_corr"], seconds_per_minute=spm, position_mse=pos.tolist(),
     )
 
 
@@ -146,12 +147,13 @@ def evaluate_runs(dataset: str | Path, runs: str | Path, cfg: AnchorConfig) -> l
 
 
 def format_table(results: list[ModelResult]) -> str:
-    head = f"{'model':<16} {'epoch':>5} {'MSE':>10} {'MAE':>10} {'inter-frame MSE':>16} {'1 min audio (ms)':>17}"
+    head = (f"{'model':<16} {'epoch':>5} {'MSE':>10} {'MAE':>10} {'inter-frame MSE':>16} "
+            f"{'lip corr':>8} {'1 min audio (ms)':>17}")
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(
             f"{r.kind:<16} {r.epoch:>5} {r.mse:>10.3e} {r.mae:>10.3e} {r.interframe_mse:>16.3e} "
-            f"{1000 * r.seconds_per_minute:>17.1f}"
+            f"{r.lip_corr:>8.3f} {1000 * r.seconds_per_minute:>17.1f}"
         )
     return "\n".join(lines)
 

@@ -93,9 +93,10 @@ class MouthTcn(nn.Module):
         )
         self.fc1 = nn.Linear(cfg.channels, cfg.fc_hidden)
         self.fc2 = nn.Linear(cfg.fc_hidden, cfg.pca_dims)
+        self.in_drop = nn.Dropout(cfg.input_dropout)
 
     def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
-        x = mfcc.transpose(1, 2)  # (B, 13, 200)
+        x = self.in_drop(mfcc).transpose(1, 2)  # (B, 13, 200)
         x = self.down(x)  # (B, C, 50)
         x = self.tcn(x)  # (B, C, 50)
         x = x.transpose(1, 2)  # (B, 50, C)
@@ -146,9 +147,10 @@ class DelayedLstm(nn.Module):
             dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0,
         )
         self.fc = nn.Linear(cfg.lstm_hidden, cfg.pca_dims)
+        self.in_drop = nn.Dropout(cfg.input_dropout)
 
     def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
-        x = _stack_frames(mfcc, self.cfg)  # (B, 50, 52)
+        x = _stack_frames(self.in_drop(mfcc), self.cfg)  # (B, 50, 52)
         # Zero (= train-mean MFCC) steps after the window let the last frames be read `delay` later.
         x = F.pad(x, (0, 0, 0, self.delay))  # (B, 50 + delay, 52)
         h, _ = self.lstm(x)  # (B, 50 + delay, H)
@@ -168,9 +170,10 @@ class BiLstm(nn.Module):
             bidirectional=True, dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0,
         )
         self.fc = nn.Linear(2 * cfg.lstm_hidden, cfg.pca_dims)
+        self.in_drop = nn.Dropout(cfg.input_dropout)
 
     def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
-        h, _ = self.lstm(_stack_frames(mfcc, self.cfg))  # (B, 50, 2H)
+        h, _ = self.lstm(_stack_frames(self.in_drop(mfcc), self.cfg))  # (B, 50, 2H)
         return self.fc(h)  # (B, 50, 10)
 
 

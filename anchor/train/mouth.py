@@ -10,7 +10,14 @@ GAN + l2_weight * L2 + interframe_weight * inter-frame (MSE of consecutive-frame
 "tcn", "lstm" and "bilstm" are trained with L2 only (the paper's baselines).
 
 Validation = the streaming scheme itself: `windowed_inference` over each whole clip, scored on the
-held-out frames only, in PCA units.
+held-out frames only, in PCA units. `checkpoint.pt` holds the weights of the epoch with the best
+held-out MSE (what eval and export use); `last.pt` the latest epoch (what --resume continues);
+`mouth_train.patience` stops training once the held-out MSE has not improved for that many epochs.
+
+Regularisation against the small, many-speaker data: dropout inside the TCN and on the input
+MFCC, AdamW weight decay, and MFCC augmentation of the training windows (`augment_mfcc`:
+Gaussian noise, a per-window c0 offset = gain change, SpecAugment-style time and coefficient
+masks), all in standardised MFCC units and only while training.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from anchor.audio.mfcc import silence_mfcc
-from anchor.config import AnchorConfig, from_dict, to_dict
+from anchor.config import AnchorConfig, MouthTrainConfig, from_dict, to_dict
 from anchor.errors import MouthError
 from anchor.mouth.models import (
     CHECKPOINT_FORMAT,
@@ -200,6 +207,38 @@ def masked_bce(logits: torch.Tensor, real: bool, mask: torch.Tensor) -> torch.Te
     return (loss * w).sum() / w.sum().clamp_min(1.0)
 
 
+def augment_mfcc(x: torch.Tensor, mt: MouthTrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Augmented copy of standardised MFCC windows (B, rows, coefs); `x` itself is not changed.
+
+    Masked spans / bands are set to 0, the train-set mean, so they carry no information.
+    """
+    b, rows, coefs = x.shape
+    out = x.clone()
+    if mt.aug_noise > 0:
+        out += mt.aug_noise * torch.randn(out.shape, generator=gen)
+    if mt.aug_gain > 0:
+        out[:, :, 0] += mt.aug_gain * torch.randn((b, 1), generator=gen)
+    keep = torch.ones(b, rows, coefs)
+    if mt.aug_time_masks > 0 and mt.aug_time_mask_rows > 0:
+        r = torch.arange(rows).view(1, -1)
+        for _ in range(mt.aug_time_masks):
+            length = torch.randint(0, mt.aug_time_mask_rows + 1, (b, 1), generator=gen)
+            start = torch.randint(0, rows, (b, 1), generator=gen)
+            keep *= (~((r >= start) & (r < start + length))).float().unsqueeze(-1)
+    if mt.aug_coef_masks > 0 and mt.aug_coef_mask_width > 0:
+        c = torch.arange(coefs).view(1, -1)
+        for _ in range(mt.aug_coef_masks):
+            width = torch.randint(0, mt.aug_coef_mask_width + 1, (b, 1), generator=gen)
+            start = torch.randint(0, coefs, (b, 1), generator=gen)
+            keep *= (~((c >= start) & (c < start + width))).float().unsqueeze(1)
+    return out * keep
+
+
+def augmentation_on(mt: MouthTrainConfig) -> bool:
+    return (mt.aug_noise > 0 or mt.aug_gain > 0 or (mt.aug_time_masks > 0 and mt.aug_time_mask_rows > 0)
+            or (mt.aug_coef_masks > 0 and mt.aug_coef_mask_width > 0))
+
+
 def torch_infer(module: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     """An `infer` function (numpy in/out, no grad) for windowed_inference."""
     def infer(batch: np.ndarray) -> np.ndarray:
@@ -217,10 +256,24 @@ def predict_clips(ds: Dataset, infer: Callable[[np.ndarray], np.ndarray],
             for c in ds.clips]
 
 
+INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # dlib 68-point upper / lower inner lip
+
+
+def lip_opening(mouth: np.ndarray) -> np.ndarray:
+    """Inner-lip opening (T,) of normalised mouths (T, 40) (points 48..67, x/y interleaved):
+    mean vertical gap of the three inner-lip point pairs. Linear, so it applies to deviations
+    from the mean mouth (PCA reconstructions) too."""
+    gaps = [mouth[:, 2 * (lo - 48) + 1] - mouth[:, 2 * (up - 48) + 1] for up, lo in INNER_LIP_PAIRS]
+    return np.mean(gaps, axis=0)
+
+
 def heldout_metrics(ds: Dataset, preds: list[np.ndarray], val_fraction: float) -> dict[str, float]:
-    """MSE, MAE and inter-frame MSE (Eq. 5) over the held-out frames of every clip, PCA units."""
+    """MSE, MAE and inter-frame MSE (Eq. 5) over the held-out frames of every clip, PCA units,
+    and `lip_corr`: the correlation of predicted and true inner-lip opening over those frames."""
     se, ae, d_se = 0.0, 0.0, 0.0
     n, nd, dims = 0, 0, 1
+    open_p: list[np.ndarray] = []
+    open_y: list[np.ndarray] = []
     for clip, pred in zip(ds.clips, preds, strict=True):
         _, val = clip.split(val_fraction)
         if not len(val):
@@ -228,6 +281,8 @@ def heldout_metrics(ds: Dataset, preds: list[np.ndarray], val_fraction: float) -
         p = pred[val.start : val.stop].astype(np.float64)
         y = clip.mouth_pca[val.start : val.stop].astype(np.float64)
         dims = y.shape[1]
+        open_p.append(lip_opening(p @ ds.pca_components))
+        open_y.append(lip_opening(y @ ds.pca_components))
         se += float(((p - y) ** 2).sum())
         ae += float(np.abs(p - y).sum())
         n += len(val)
@@ -236,8 +291,10 @@ def heldout_metrics(ds: Dataset, preds: list[np.ndarray], val_fraction: float) -
             nd += len(val) - 1
     if n == 0:
         raise MouthError(f"dataset {ds.path}: no held-out frames (val_fraction {val_fraction})")
+    op, oy = np.concatenate(open_p), np.concatenate(open_y)
+    corr = float(np.corrcoef(op, oy)[0, 1]) if op.std() > 0 and oy.std() > 0 else 0.0
     return {"mse": se / (n * dims), "mae": ae / (n * dims),
-            "interframe_mse": d_se / max(1, nd * dims), "frames": float(n)}
+            "interframe_mse": d_se / max(1, nd * dims), "frames": float(n), "lip_corr": corr}
 
 
 def _atomic_save(obj: dict[str, Any], path: Path) -> None:
@@ -255,16 +312,18 @@ def train_mouth(
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Train `cfg.mouth_model.kind` on DATASET; checkpoint at OUT_ROOT/<kind>/checkpoint.pt."""
+    """Train `cfg.mouth_model.kind` on DATASET; best weights at OUT_ROOT/<kind>/checkpoint.pt."""
     cfg = resolve_config(cfg)
     mm, mt = cfg.mouth_model, cfg.mouth_train
     torch.set_num_threads(max(1, mt.threads))
     ckpt_path = Path(out_root) / mm.kind / "checkpoint.pt"
+    last_path = ckpt_path.with_name("last.pt")
     ds = load_dataset(dataset)
 
     seed_everything(mt.seed)
     gen = build_generator(mm)
-    opt = torch.optim.Adam(gen.parameters(), lr=mt.lr, weight_decay=mt.weight_decay)
+    # AdamW: decoupled weight decay (Adam's L2 term is scaled away by the adaptive step).
+    opt = torch.optim.AdamW(gen.parameters(), lr=mt.lr, weight_decay=mt.weight_decay)
     adversarial = mm.kind == "adversarial-tcn"
     disc = MouthDiscriminator(mm) if adversarial else None
     disc_opt = (torch.optim.Adam(disc.parameters(), lr=mt.disc_lr, betas=(0.5, 0.999))
@@ -272,11 +331,13 @@ def train_mouth(
 
     start_epoch = 0
     history: list[dict[str, float]] = []
-    if resume and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path)
+    best: dict[str, Any] | None = None  # {"epoch", "val_loss", "model"} of the best epoch so far
+    resume_from = last_path if last_path.is_file() else ckpt_path
+    if resume and resume_from.is_file():
+        ckpt = load_checkpoint(resume_from)
         old = from_dict(AnchorConfig, ckpt["config"])
         if old.mouth_model != mm:
-            raise MouthError(f"{ckpt_path}: --resume with a different mouth_model config")
+            raise MouthError(f"{resume_from}: --resume with a different mouth_model config")
         gen.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         if disc is not None and disc_opt is not None:
@@ -285,10 +346,15 @@ def train_mouth(
         norm = Normalisation.from_checkpoint(ckpt["norm"])
         start_epoch = int(ckpt["epoch"])
         history = list(ckpt.get("history", []))
-        log.info("resuming %s from epoch %d", ckpt_path, start_epoch)
+        if ckpt_path.is_file() and resume_from != ckpt_path:
+            b = load_checkpoint(ckpt_path)
+            best = {"epoch": int(b["epoch"]), "val_loss": float(b["val_loss"]), "model": b["model"]}
+        else:
+            best = {"epoch": start_epoch, "val_loss": float(ckpt["val_loss"]), "model": ckpt["model"]}
+        log.info("resuming %s from epoch %d", resume_from, start_epoch)
     else:
         if resume:
-            log.warning("%s does not exist; starting from scratch", ckpt_path)
+            log.warning("%s does not exist; starting from scratch", resume_from)
         norm = fit_normalisation(ds, cfg)
 
     x_raw, y_raw, m_raw = train_windows(ds, cfg)
@@ -302,24 +368,34 @@ def train_mouth(
     inference = MouthInference(gen, torch.from_numpy(norm.mfcc_mean),
                                torch.from_numpy(norm.mfcc_std), torch.from_numpy(norm.target_scale))
     val_loss = float(history[-1]["val_loss"]) if history else float("nan")
+    augment = augmentation_on(mt)
 
-    def save(epoch: int) -> None:
+    def save(path: Path, epoch: int, model: dict[str, Any], loss: float) -> None:
         _atomic_save({
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": mm.kind,
-            "config": to_dict(cfg), "epoch": epoch, "model": gen.state_dict(),
+            "config": to_dict(cfg), "epoch": epoch, "model": model,
             "optimizer": opt.state_dict(),
             "discriminator": disc.state_dict() if disc is not None else None,
             "disc_optimizer": disc_opt.state_dict() if disc_opt is not None else None,
-            "norm": norm.to_checkpoint(), "val_loss": val_loss, "history": history,
+            "norm": norm.to_checkpoint(), "val_loss": loss, "history": history,
             "dataset": str(Path(dataset)),
-        }, ckpt_path)
+        }, path)
+
+    def stale() -> int:
+        return 0 if best is None else len(history) - int(best["epoch"])
 
     bar = tqdm(range(start_epoch, mt.epochs), desc=f"train {mm.kind}", unit="epoch",
                disable=not progress, initial=start_epoch, total=mt.epochs)
+    last_epoch = start_epoch
     for epoch in bar:
+        if mt.patience > 0 and stale() >= mt.patience:
+            log.info("%s: no better held-out MSE for %d epochs; stopping at epoch %d", mm.kind,
+                     stale(), epoch)
+            break
         t0, c0 = time.monotonic(), time.process_time()
         # Seeded per epoch, so a resumed run shuffles exactly like an uninterrupted one.
         torch.manual_seed(mt.seed + epoch)
+        aug_gen = torch.Generator().manual_seed(10_000 + mt.seed + epoch)
         perm = np.random.default_rng(mt.seed + epoch).permutation(n)
         gen.train()
         if disc is not None:
@@ -328,6 +404,8 @@ def train_mouth(
         for b0 in range(0, n, mt.batch_size):
             idx = torch.from_numpy(perm[b0 : b0 + mt.batch_size])
             x, y, m = x_all[idx], y_all[idx], m_all[idx]
+            if augment:
+                x = augment_mfcc(x, mt, aug_gen)
             pred = gen(x)  # (B, 50, 10)
             l2 = masked_mse(pred, y, m)
             if disc is not None and disc_opt is not None:
@@ -356,14 +434,25 @@ def train_mouth(
         val_loss = metrics["mse"]
         train_mse = total / max(1, count) * float(np.mean(norm.target_scale**2))
         history.append({"epoch": float(epoch + 1), "train_mse": train_mse, "val_loss": val_loss,
+                        "lip_corr": metrics["lip_corr"],
                         "seconds": time.monotonic() - t0, "cpu_seconds": time.process_time() - c0})
-        bar.set_postfix(train=f"{train_mse:.3g}", val=f"{val_loss:.3g}")
-        log.info("%s epoch %d/%d: train MSE %.4g, val MSE %.4g (%.1f s wall, %.1f s CPU)", mm.kind,
-                 epoch + 1, mt.epochs, train_mse, val_loss, history[-1]["seconds"],
-                 history[-1]["cpu_seconds"])
-        if (epoch + 1) % max(1, mt.checkpoint_every) == 0 or epoch + 1 == mt.epochs:
-            save(epoch + 1)
+        last_epoch = epoch + 1
+        improved = best is None or val_loss < float(best["val_loss"])
+        if improved:
+            best = {"epoch": epoch + 1, "val_loss": val_loss,
+                    "model": {k: v.detach().clone() for k, v in gen.state_dict().items()}}
+        assert best is not None
+        bar.set_postfix(train=f"{train_mse:.3g}", val=f"{val_loss:.3g}", best=int(best["epoch"]))
+        log.info("%s epoch %d/%d: train MSE %.4g, val MSE %.4g, lip corr %.3f%s (%.1f s wall, %.1f s CPU)",
+                 mm.kind, epoch + 1, mt.epochs, train_mse, val_loss, metrics["lip_corr"],
+                 " *best*" if improved else "", history[-1]["seconds"], history[-1]["cpu_seconds"])
+        if (epoch + 1) % max(1, mt.checkpoint_every) == 0 and epoch + 1 < mt.epochs:
+            save(last_path, epoch + 1, gen.state_dict(), val_loss)
     bar.close()
-    if not ckpt_path.is_file():
-        save(start_epoch)
-    return TrainResult(ckpt_path, max(start_epoch, mt.epochs), val_loss, history)
+    if last_epoch > start_epoch:
+        save(last_path, last_epoch, gen.state_dict(), val_loss)
+    if best is None:  # zero epochs: the untrained weights
+        best = {"epoch": start_epoch, "val_loss": val_loss, "model": gen.state_dict()}
+    # The best epoch's weights with the whole history: what eval and export read.
+    save(ckpt_path, int(best["epoch"]), best["model"], float(best["val_loss"]))
+    return TrainResult(ckpt_path, int(best["epoch"]), float(best["val_loss"]), history)

@@ -78,7 +78,7 @@ def tiny_config(kind: str, epochs: int, **train: Any) -> AnchorConfig:
     mm = MouthModelConfig(kind=kind, channels=16, fc_hidden=16, dilations=(1, 2, 4), lstm_hidden=16,
                           lstm_layers=1, disc_channels=8)
     mt = dataclasses.replace(MouthTrainConfig(epochs=epochs, batch_size=16, lr=3e-3, threads=1,
-                                              checkpoint_every=1), **train)
+                                              checkpoint_every=1, patience=0), **train)
     return AnchorConfig(mouth_model=mm, mouth_train=mt)
 
 
@@ -103,7 +103,12 @@ def test_training_reduces_heldout_loss_and_stores_config(dataset: Path, tmp_path
     ckpt = load_checkpoint(result.checkpoint)
     assert from_dict(AnchorConfig, ckpt["config"]) == cfg
     assert ckpt["config"] == to_dict(cfg)
-    assert ckpt["epoch"] == 12 and ckpt["val_loss"] == pytest.approx(losses[-1])
+    # checkpoint.pt holds the best held-out epoch; last.pt the final one (for --resume).
+    best = int(np.argmin(losses))
+    assert ckpt["epoch"] == best + 1 and ckpt["val_loss"] == pytest.approx(losses[best])
+    assert result.epoch == best + 1 and result.val_loss == pytest.approx(min(losses))
+    assert load_checkpoint(result.checkpoint.with_name("last.pt"))["epoch"] == 12
+    assert all(-1.0 <= h["lip_corr"] <= 1.0 for h in result.history)
     assert set(ckpt["norm"]) == {"mfcc_mean", "mfcc_std", "target_scale"}
     # The stored MFCC statistics are the train split's.
     train_rows = np.concatenate([c.mfcc[: 4 * c.split(0.15)[0].stop] for c in ds.clips])
@@ -171,3 +176,46 @@ def test_bad_kind_and_empty_runs_are_clear_errors(dataset: Path, tmp_path: Path)
 
     with pytest.raises(MouthError, match="no trained mouth models"):
         evaluate_runs(dataset, tmp_path / "empty", AnchorConfig())
+
+
+def test_patience_stops_and_keeps_the_best_epoch(dataset: Path, tmp_path: Path) -> None:
+    # lr 0.3 diverges, so the held-out MSE stops improving early.
+    cfg = tiny_config("tcn", epochs=12, patience=2, lr=0.3)
+    result = train_mouth(dataset, tmp_path / "runs", cfg, progress=False)
+    losses = [h["val_loss"] for h in result.history]
+    best = int(np.argmin(losses))
+    assert len(losses) == best + 1 + 2 < 12
+    ckpt = load_checkpoint(result.checkpoint)
+    assert ckpt["epoch"] == best + 1 and ckpt["val_loss"] == pytest.approx(losses[best])
+
+
+def test_augmentation_is_seeded_training_only_and_leaves_input_alone() -> None:
+    from anchor.train.mouth import augment_mfcc, augmentation_on
+
+    off = MouthTrainConfig(aug_noise=0.0, aug_gain=0.0, aug_time_masks=0, aug_coef_masks=0)
+    on = MouthTrainConfig(aug_noise=0.3, aug_gain=0.5, aug_time_masks=2, aug_time_mask_rows=20,
+                          aug_coef_masks=1, aug_coef_mask_width=3)
+    assert not augmentation_on(off) and augmentation_on(on)
+    x = torch.randn(8, 200, 13)
+    x0 = x.clone()
+    a = augment_mfcc(x, on, torch.Generator().manual_seed(1))
+    b = augment_mfcc(x, on, torch.Generator().manual_seed(1))
+    c = augment_mfcc(x, on, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(x, x0)  # the stored windows are never changed in place
+    torch.testing.assert_close(a, b)  # same seed, same augmentation
+    assert not torch.equal(a, c) and not torch.equal(a, x)
+    assert (a == 0).any()  # masks set spans to the train mean
+    torch.testing.assert_close(augment_mfcc(x, off, torch.Generator().manual_seed(1)), x)
+
+
+def test_input_dropout_is_off_in_eval_mode() -> None:
+    from anchor.mouth.models import build_generator
+
+    torch.manual_seed(0)
+    net = build_generator(MouthModelConfig(kind="tcn", channels=8, fc_hidden=8, input_dropout=0.5,
+                                           dropout=0.5))
+    x = torch.randn(2, 200, 13)
+    net.train()
+    assert not torch.equal(net(x), net(x))
+    net.eval()
+    torch.testing.assert_close(net(x), net(x))
