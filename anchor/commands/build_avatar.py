@@ -1,0 +1,69 @@
+"""`anchor build-avatar VIDEO [--template CLIP] -o BUNDLE [--name NAME] [--work DIR] [--resume]`
+and `anchor build-avatar --default --mouth CHECKPOINT --clips DATASET` (the shipped avatar)."""
+
+from __future__ import annotations
+
+import argparse
+
+from anchor.config import AnchorConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from anchor.avatar.build_default import add_default_arguments
+
+    parser.add_argument("video", nargs="?", help="talking-head training video (with audio)")
+    parser.add_argument("--template", default=None, metavar="CLIP",
+                        help="idle footage for the body template (default: the quietest >= 2 s "
+                             "stretch of VIDEO)")
+    parser.add_argument("-o", "--out", default=None, metavar="BUNDLE",
+                        help="bundle directory to write (--default: anchor/avatar/default)")
+    parser.add_argument("--name", default=None, help="the avatar's name (default: VIDEO's stem)")
+    parser.add_argument("--work", default=None,
+                        help="work directory for intermediate results (default: BUNDLE.work)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a previous build in --work, skipping finished steps")
+    parser.add_argument("--template-seconds", type=float, default=3.0,
+                        help="length of the automatically chosen template stretch (>= 2)")
+    parser.add_argument("--default", action="store_true",
+                        help="rebuild the default avatar from the astronaut portrait instead")
+    group = parser.add_argument_group("pre-trained mouth model / --default")
+    add_default_arguments(group)  # type: ignore[arg-type]
+    group.add_argument("--mouth-dataset", default=None, metavar="DATASET",
+                       help="with --mouth for VIDEO: the dataset that model was trained on "
+                            "(its PCA basis; default: read from the checkpoint)")
+
+
+def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
+    from anchor.errors import AvatarError
+
+    if args.default:
+        from anchor.avatar.build_default import build_default_avatar
+
+        if args.clips is None:
+            raise AvatarError("--default needs --clips DATASET (the mouth model's dataset)")
+        facts = build_default_avatar(
+            cfg, clips=args.clips, mouth_checkpoint=args.mouth_checkpoint,
+            mouth_onnx=args.mouth_onnx, out=args.out, work=args.work or "data/default_avatar_work",
+            frames=args.frames, idle_frames=args.idle_frames, epochs=args.epochs,
+            bake_idle=args.bake_idle, resume=args.resume,
+        )
+        ev = facts.get("eval", {})
+        b = facts["bundle"]
+        print(f"default avatar -> {b['bundle']} ({b['bytes'] / 1e6:.1f} MB); renderer PSNR "
+              f"{ev.get('psnr_db')} dB, SSIM {ev.get('ssim')}; strip {ev.get('strip')}")
+        return 0
+
+    from anchor.avatar.build import build_avatar
+    from anchor.avatar.bundle import bundle_size
+
+    if args.video is None or args.out is None:
+        raise AvatarError("build-avatar needs VIDEO and -o BUNDLE (or --default)")
+    if args.mouth_onnx is not None:
+        raise AvatarError("--mouth-onnx is only for --default; give --mouth CHECKPOINT")
+    out = build_avatar(
+        args.video, args.out, cfg, template=args.template, name=args.name, work=args.work,
+        resume=args.resume, mouth_checkpoint=args.mouth_checkpoint,
+        mouth_dataset=args.mouth_dataset, template_seconds=args.template_seconds,
+    )
+    print(f"avatar bundle -> {out} ({bundle_size(out) / 1e6:.1f} MB)")
+    return 0
