@@ -60,7 +60,7 @@ def default_config(cfg: AnchorConfig, epochs: int) -> AnchorConfig:
     """The cpu-small renderer (128 px), `epochs` epochs, and the rest of `cfg`.
 
     The portrait's face box is ~180 px of a 512 px picture, so a 128 px renderer already sees
-    almost all the detail there is; the 256 px cpu-small would cost ~4x the training time for
+    almost all the detail there is; the 256 px cpu-256 would cost ~4x the training time for
     upsampled pixels.
     """
     from anchor.render.presets import renderer_preset
