@@ -228,6 +228,10 @@ class ServerConfig:
     max_upload_bytes: int = 50 << 20
     video_codec: str = "VP8"
     hop_frames: int = 2  # TCN window hop when serving live (small = low latency; 0 = streaming's)
+    # Live lookahead (TCN right context) in frames; -1 keeps streaming.right_context_frames.
+    # 2 frames = 80 ms: the smallest lookahead whose held-out mouth error stays within 5 % of the
+    # paper's 400 ms (benchmarks/results/cpu-2core/lookahead.json).
+    lookahead_frames: int = 2
     latency_margin_ms: int = 120  # compute + jitter budget on top of lookahead + hop (live input)
     resync_frames: int = 3  # the player rebases its clock when more than this many frames late
     viewer_audio_ms: int = 200  # per-viewer audio queue (drop-oldest beyond it)

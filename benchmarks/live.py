@@ -248,7 +248,9 @@ def load_pipeline_models(bundle_path: Path, cfg: AnchorConfig) -> Any:
     from anchor.pipeline.engine import load_models
 
     hop = cfg.server.hop_frames if cfg.server.hop_frames > 0 else None
-    models = load_models(bundle_path, cfg, hop_frames=hop)
+    models = load_models(
+        bundle_path, cfg, hop_frames=hop, right_context_frames=cfg.server.lookahead_frames
+    )
     models.engine = RecordingEngine(models.engine)
     return models
 

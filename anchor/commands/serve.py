@@ -42,7 +42,10 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
     if play is not None and not play.is_file():
         raise StreamError(f"--play {play}: no such file")
     token, origin = resolve_token(server.token)
-    models = load_models(args.avatar, cfg, hop_frames=server.hop_frames)
+    models = load_models(
+        args.avatar, cfg, hop_frames=server.hop_frames,
+        right_context_frames=server.lookahead_frames,
+    )
 
     def ready(url: str) -> None:
         latency = (

@@ -123,13 +123,15 @@ def load_models(
     cfg: AnchorConfig,
     *,
     hop_frames: int | None = None,
+    right_context_frames: int | None = None,
     warmup: bool = True,
 ) -> PipelineModels:
     """Load an avatar bundle (default avatar when None) into an engine + mouth model.
 
     The bundle's own config fixes what its models were trained with (audio, mouth model, fps);
     runtime choices (backend, compose, server) come from `cfg`. `hop_frames` overrides the TCN
-    window hop (serving uses a small hop for latency; offline rendering keeps the bundle's).
+    window hop (serving uses a small hop for latency; offline rendering keeps the bundle's), and
+    `right_context_frames` the lookahead the same way.
     """
     from anchor.avatar.bundle import default_avatar_path, load_avatar
     from anchor.avatar.engine import create_engine
@@ -141,6 +143,8 @@ def load_models(
     streaming = merge_streaming(bcfg.streaming, cfg.streaming)
     if hop_frames is not None and hop_frames > 0:
         streaming = dataclasses.replace(streaming, hop_frames=int(hop_frames))
+    if right_context_frames is not None and right_context_frames >= 0:
+        streaming = dataclasses.replace(streaming, right_context_frames=int(right_context_frames))
     streaming.validate()
     # The engine composes with the user's compose/backend settings over the bundle's geometry.
     engine_cfg = dataclasses.replace(bcfg, compose=cfg.compose, backend=cfg.backend)
