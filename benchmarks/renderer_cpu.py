@@ -33,16 +33,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from anchor.config import AnchorConfig, BackendConfig, RendererConfig, to_dict  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from benchmarks.common import cpu_model  # noqa: E402
 
 
 def versions() -> dict[str, str]:
