@@ -33,6 +33,7 @@ from anchor.pipeline.stages import (
     RenderStage,
     audio_item_ms,
     frame_item_ms,
+    run_until_first_failure,
 )
 
 log = logging.getLogger(__name__)
@@ -111,22 +112,9 @@ async def run_offline(
             obs.on_frame(item)
             count += 1
 
-    tasks = [
-        asyncio.create_task(feed()), asyncio.create_task(analysis.run()),
-        asyncio.create_task(render.run()), asyncio.create_task(drain()),
-    ]
     try:
-        # The first failure cancels the rest (a stage blocked on a queue would wait forever).
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for t in done:
-            exc = t.exception()
-            if exc is not None:
-                raise exc
-        await asyncio.gather(*pending)
+        await run_until_first_failure([feed(), analysis.run(), render.run(), drain()])
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         for pool in (analysis_pool, render_pool, compose_pool, sink_pool):
             pool.shutdown(wait=True)
     return count

@@ -27,9 +27,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -70,6 +71,25 @@ def frame_item_ms(fps: int) -> Callable[[FeatureItem | PlayoutItem], float]:
 
     return duration
 
+
+
+async def run_until_first_failure(coros: list[Coroutine[Any, Any, Any]]) -> None:
+    """Run coroutines as tasks until all finish; the first failure cancels the rest and is raised.
+
+    Stages joined by queues would otherwise wait forever on a neighbour that died.
+    """
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for t in done:
+            exc = t.exception()
+            if exc is not None:
+                raise exc
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 class AnalysisStage:
     """InputAudio -> SpeechFrames, one segment at a time, in the analysis worker thread."""
@@ -261,19 +281,8 @@ class RenderStage:
             await self._run()
             await jobs.put(None)  # end of stream: the emitter drains and forwards it
 
-        tasks = [asyncio.create_task(produce()), asyncio.create_task(self._emit_loop(jobs))]
-        try:
-            # Either side failing ends both (the other would wait on the job queue forever).
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for t in done:
-                exc = t.exception()
-                if exc is not None:
-                    raise exc
-            await asyncio.gather(*tasks)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        # Either side failing ends both (the other would wait on the job queue forever).
+        await run_until_first_failure([produce(), self._emit_loop(jobs)])
 
     async def _run(self) -> None:
         while True:

@@ -28,11 +28,6 @@ _PRESETS: dict[str, RendererConfig] = {
         preset="cpu-256", resolution=256, ngf=16, n_downsample=3, n_blocks=3,
         local_enhancer=False, ndf=16, n_layers_d=3, num_d=3,
     ),
-    # Same shape as cpu-small (kept as a name for bundles built with it).
-    "cpu-tiny": RendererConfig(
-        preset="cpu-tiny", resolution=128, ngf=16, n_downsample=3, n_blocks=3,
-        local_enhancer=False, ndf=16, n_layers_d=3, num_d=3,
-    ),
     # A GPU middle ground: paper widths at a 256^2 face crop (TensorRT fp16 runs it in a few ms).
     "gpu-256": RendererConfig(
         preset="gpu-256", resolution=256, ngf=64, n_downsample=4, n_blocks=9,

@@ -48,7 +48,7 @@ def test_presets_cover_cpu_and_paper_and_default_is_cpu_small() -> None:
         renderer_preset("nope")
 
 
-@pytest.mark.parametrize("name", ["cpu-small", "cpu-tiny", "gpu-256", "paper-512"])
+@pytest.mark.parametrize("name", ["cpu-small", "cpu-256", "gpu-256", "paper-512"])
 def test_generator_shape_of_each_preset_scaled_down(name: str) -> None:
     # keep each preset's depth (downsamplings, blocks) but shrink width and size for speed
     preset = renderer_preset(name)
