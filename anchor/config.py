@@ -226,6 +226,8 @@ class ServerConfig:
     video_queue_ms: int = 200  # video is latest-wins for slow viewers
     max_ws_message_bytes: int = 1 << 20
     max_upload_bytes: int = 50 << 20
+    # /offer and /whep bodies: real offers are a few KiB; a bigger one is refused (413) unread
+    max_signalling_bytes: int = 64 << 10
     video_codec: str = "VP8"
     hop_frames: int = 2  # TCN window hop when serving live (small = low latency; 0 = streaming's)
     # Live lookahead (TCN right context) in frames; -1 keeps streaming.right_context_frames.
@@ -235,6 +237,28 @@ class ServerConfig:
     latency_margin_ms: int = 120  # compute + jitter budget on top of lookahead + hop (live input)
     resync_frames: int = 3  # the player rebases its clock when more than this many frames late
     viewer_audio_ms: int = 200  # per-viewer audio queue (drop-oldest beyond it)
+    # Longest decoded duration /speak accepts (413 beyond; checked before decoding past it).
+    # 600 s is 38 MB of 16 kHz float32 per queued file.
+    max_speak_s: float = 600.0
+    # /speak decoding runs on this many dedicated threads (never the default executor, which
+    # aiortc's encoders use); a request waits up to speak_decode_wait_s for one, then gets 503.
+    speak_decode_workers: int = 1
+    speak_decode_wait_s: float = 10.0
+    ws_idle_timeout_s: float = 10.0  # /ws/audio silent this long (no message) is closed; 0: never
+
+
+@dataclass(frozen=True)
+class BroadcastConfig:
+    """Encode once, fan out: the shared encoder, viewer admission and eviction, recording."""
+
+    video_bitrate_kbps: int = 1200  # the one shared encode (VP8 / H.264) every viewer receives
+    audio_bitrate_kbps: int = 48  # the one shared Opus encode
+    keyframe_interval_s: float = 2.0  # periodic keyframe, so a lost packet heals by itself
+    keyframe_min_interval_ms: int = 500  # PLI/FIR/new viewers: at most one forced keyframe per
+    viewer_video_ms: int = 200  # per-viewer encoded video queue; past it: drop to next keyframe
+    max_viewers: int = 60  # past it /offer and /whep answer 503 + Retry-After
+    viewer_timeout_s: float = 4.0  # no RTCP from a connected viewer this long: evicted
+    encode_threads: int = 1  # libvpx / libx264 threads inside the one encode worker
 
 
 @dataclass(frozen=True)
@@ -250,6 +274,7 @@ class AnchorConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     compose: ComposeConfig = field(default_factory=ComposeConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

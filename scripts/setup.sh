@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-shot set-up for a fresh Debian machine: system packages, a virtual environment in .venv,
-# and anchor with its training, microphone and test extras. Safe to re-run.
+# and anchor with its training, microphone, benchmark-plot and test extras. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,5 +22,5 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned to the CPU wheel every machine here carries; unpinned it pulls GBs of CUDA.
-.venv/bin/python -m pip install -q -e '.[train,mic,dev]'
+.venv/bin/python -m pip install -q -e '.[train,mic,bench,dev]'
 echo "set-up done: run '.venv/bin/anchor serve' and open http://127.0.0.1:8080/"

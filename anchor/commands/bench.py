@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -75,6 +76,19 @@ def _load_average() -> list[float] | None:
         return None
 
 
+PLOTS_NEED = (
+    "PNG plots need matplotlib: pip install 'anchor[bench]' (the JSON results are written anyway)"
+)
+
+
+def plotting_available() -> bool:
+    """Plots are optional: `anchor bench` works from the base install and writes JSON."""
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except ValueError:  # a module set to None in sys.modules (how tests hide it)
+        return False
+
+
 def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
     _suite_module("common")
     from benchmarks.common import (
@@ -96,6 +110,7 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
     suites = SUITES if args.suite == "all" else (args.suite,)
     mode = "tiny" if opts.tiny else "quick" if opts.quick else "full"
     failed: list[str] = []
+    noted = False  # the missing-matplotlib note is printed once
     for name in suites:
         mod = _suite_module(name)
         print(f"== bench {name} ({mode})", flush=True)
@@ -104,8 +119,15 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
         try:
             figures = mod.run(cfg, opts)
             if hasattr(mod, "plot") and not figures.get("skipped"):
-                plots = mod.plot(figures, opts.out)
-                figures["plots"] = [p.name for p in plots]
+                if plotting_available():
+                    plots = mod.plot(figures, opts.out)
+                    figures["plots"] = [p.name for p in plots]
+                else:
+                    figures["plots"] = []
+                    figures["plots_skipped"] = PLOTS_NEED
+                    if not noted:
+                        print(f"note: {PLOTS_NEED}", flush=True)
+                        noted = True
         except Exception:
             if len(suites) == 1:
                 raise

@@ -65,6 +65,8 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
             where = "server.token" if origin == "config" else f"${ENV_TOKEN}"
             print(f"anchor: push/speak/interrupt token: the value of {where}", flush=True)
 
-    asyncio.run(serve(models, server, token, mic=args.mic, play=play, on_ready=ready))
+    asyncio.run(serve(
+        models, server, token, mic=args.mic, play=play, on_ready=ready, broadcast=cfg.broadcast
+    ))
     print("anchor: stopped", flush=True)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,10 @@ class FrameBroadcaster:
         self._subs: dict[int, Subscription] = {}
         self._ids = itertools.count(1)
         self.latest: OutputFrame | None = None
+        # Sinks get every frame, in order, without blocking (the shared encoder, a recorder);
+        # each bounds its own queue. `flush` hooks drop their queued audio on an interrupt.
+        self._sinks: list[Callable[[OutputFrame], None]] = []
+        self._flush_hooks: list[Callable[[], None]] = []
 
     def subscribe(self) -> Subscription:
         sub = Subscription(next(self._ids), self.fps, self.audio_ms)
@@ -75,8 +80,17 @@ class FrameBroadcaster:
     def subscribers(self) -> list[Subscription]:
         return list(self._subs.values())
 
+    def add_sink(
+        self, sink: Callable[[OutputFrame], None], flush_audio: Callable[[], None] | None = None
+    ) -> None:
+        self._sinks.append(sink)
+        if flush_audio is not None:
+            self._flush_hooks.append(flush_audio)
+
     def publish(self, frame: OutputFrame) -> None:
         self.latest = frame
+        for sink in self._sinks:
+            sink(frame)
         for sub in list(self._subs.values()):
             sub.push(frame)
 
@@ -84,6 +98,8 @@ class FrameBroadcaster:
         """Interrupt: audio already queued for viewers is dropped so speech stops at once."""
         for sub in self._subs.values():
             sub.audio.flush()
+        for hook in self._flush_hooks:
+            hook()
 
     def dropped(self) -> dict[str, int]:
         """Frames / packets lost to slow viewers so far (current subscribers)."""

@@ -14,16 +14,28 @@ Queues and their policies (capacities from ServerConfig, in milliseconds of medi
 One input at a time: a live input (microphone, push connection) owns the session until it closes;
 files (`speak`) queue behind one another. `interrupt()` stops speech within one frame: it drops
 everything queued, restarts the stages at the player's next frame and returns to the idle loop.
+
+Files are decoded on the session's own decode thread(s) (ServerConfig.speak_decode_workers, run
+at a lower OS priority), never on the default executor that aiortc's encoders use, and are capped
+at ServerConfig.max_speak_s of decoded audio. A queued file is held as 200 ms chunks that are
+freed as they play; everything is dropped (and the heap trimmed) when playback ends or on
+interrupt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
+import functools
 import logging
+import os
+import threading
+from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +67,10 @@ log = logging.getLogger(__name__)
 
 class InputBusy(StreamError):
     """Another input owns the session."""
+
+
+class DecoderBusy(InputBusy):
+    """Every decode thread stayed busy for ServerConfig.speak_decode_wait_s (try again later)."""
 
 
 def to_float_mono(samples: np.ndarray) -> np.ndarray:
@@ -134,7 +150,34 @@ class AudioInput:
 @dataclasses.dataclass
 class _SpeakJob:
     name: str
-    samples: np.ndarray  # 16 kHz mono float32
+    chunks: deque[np.ndarray]  # 16 kHz mono float32, played (and freed) front to back
+
+    def release(self) -> None:
+        self.chunks.clear()
+
+
+def _lower_priority() -> None:
+    """Decode threads run niced, so a burst of uploads yields the CPU to render and encode."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # Linux: per thread
+
+
+def _trim_heap() -> None:
+    """Give freed sample memory back to the OS now: glibc keeps freed chunks of a thread's
+    arena mapped, so RSS would otherwise stay at its peak after a long file."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where there is none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
 
 
 class AnchorSession:
@@ -195,8 +238,15 @@ class AnchorSession:
         self._input_free = asyncio.Event()
         self._input_free.set()
         self._speak_queue: asyncio.Queue[_SpeakJob] = asyncio.Queue(max_queued_files)
+        self._speak_job: _SpeakJob | None = None  # the file playing now
+        decoders = max(1, server.speak_decode_workers)
+        self._decode_pool = ThreadPoolExecutor(
+            decoders, thread_name_prefix="anchor-decode", initializer=_lower_priority
+        )
+        # One slot per decode thread, so uploads wait here (bounded) rather than in the pool.
+        self._decode_slots = asyncio.Semaphore(decoders)
+        self._decode_cancels: set[threading.Event] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._speak_task: asyncio.Task[None] | None = None
         self._running = False
         self._interrupt_lock = asyncio.Lock()
 
@@ -214,7 +264,7 @@ class AnchorSession:
         self._start_stage("analysis", self.analysis.run)
         self._start_stage("render", self.render.run)
         self._start_stage("player", self.player.run)
-        self._speak_task = asyncio.create_task(self._speak_worker(), name="anchor-speak")
+        self._start_stage("speak", self._speak_worker)
         log.info(
             "session started: %d fps, lookahead %.0f ms, hop %.0f ms, live latency target %.0f ms",
             self.fps, self.models.lookahead_ms, self.models.streaming.hop_ms,
@@ -250,7 +300,8 @@ class AnchorSession:
                 log.exception("pipeline stage %s failed; restarting it", name)
                 self.observers.on_event("stage_error")
                 await asyncio.sleep(0.1)
-                if name != "player":
+                # The speak worker ends its own segment (its input closes on the way out).
+                if name not in ("player", "speak"):
                     self.generation += 1  # the segment in flight is lost
                     self.render.reset(self.player.next_index)
 
@@ -259,8 +310,8 @@ class AnchorSession:
             return
         self._running = False
         tasks = list(self._tasks.values())
-        if self._speak_task is not None:
-            tasks.append(self._speak_task)
+        for ev in self._decode_cancels:
+            ev.set()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -271,6 +322,8 @@ class AnchorSession:
         self._analysis_pool.shutdown(wait=False, cancel_futures=True)
         self._render_pool.shutdown(wait=False, cancel_futures=True)
         self._compose_pool.shutdown(wait=False, cancel_futures=True)
+        self._drop_speech()
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(Exception):
             self.models.engine.close()
 
@@ -302,45 +355,128 @@ class AnchorSession:
             self._input_free.set()
             log.info("input %s closed (%.1f s)", inp.name, inp.samples_in / inp.sample_rate)
 
+    @property
+    def _chunk_samples(self) -> int:
+        return self.sample_rate // 5  # 200 ms pushes; the audio queue provides backpressure
+
+    def _check_can_queue(self) -> None:
+        if self._input is not None and self._input.live:
+            raise InputBusy(f"busy: live input {self._input.name!r} is active")
+        if self._speak_queue.full():
+            raise InputBusy(
+                f"busy: {self._speak_queue.maxsize} files are already waiting to be spoken"
+            )
+
+    def _queue_job(self, job: _SpeakJob) -> int:
+        self._check_can_queue()
+        self._speak_queue.put_nowait(job)
+        return self._speak_queue.qsize()
+
     def speak(self, samples16k: np.ndarray, name: str = "speak") -> int:
         """Queue decoded speech (16 kHz mono float32); returns the number of jobs waiting.
 
         Raises InputBusy when a live input owns the session or too many files are queued."""
-        if self._input is not None and self._input.live:
-            raise InputBusy(f"busy: live input {self._input.name!r} is active")
+        x = np.asarray(samples16k, np.float32).reshape(-1)
+        n = self._chunk_samples
+        return self._queue_job(_SpeakJob(name, deque(x[i : i + n] for i in range(0, x.size, n))))
+
+    async def speak_file(self, path: str | Path, *, max_seconds: float | None = None) -> int:
+        """Decode an audio file on the session's decode thread and queue it.
+
+        `max_seconds` defaults to ServerConfig.max_speak_s (<= 0: no limit). Raises AudioError
+        if unreadable, AudioTooLong (an AudioError) as soon as the decoded audio passes the
+        limit, InputBusy when a live input owns the session or the file queue is full, and
+        DecoderBusy (an InputBusy) when no decode thread frees up within
+        ServerConfig.speak_decode_wait_s."""
+        from anchor.audio.decode import DecodeCancelled
+
+        path = Path(path)
+        self._check_can_queue()  # fail fast, before paying for a decode
+        limit = self.server.max_speak_s if max_seconds is None else max_seconds
+        wait = max(0.0, self.server.speak_decode_wait_s)
         try:
-            self._speak_queue.put_nowait(_SpeakJob(name, np.asarray(samples16k, np.float32)))
-        except asyncio.QueueFull:
-            raise InputBusy(
-                f"busy: {self._speak_queue.maxsize} files are already waiting to be spoken"
+            async with asyncio.timeout(wait):
+                await self._decode_slots.acquire()
+        except TimeoutError:
+            raise DecoderBusy(
+                f"busy: the audio decoder is still busy with other uploads after {wait:g} s; "
+                "try again shortly"
             ) from None
-        return self._speak_queue.qsize()
-
-    async def speak_file(self, path: str | Path) -> int:
-        """Decode an audio file off the event loop and queue it (AudioError if unreadable)."""
-        from anchor.audio.decode import decode_audio
-
         loop = asyncio.get_running_loop()
-        samples = await loop.run_in_executor(None, decode_audio, Path(path), self.sample_rate)
-        return self.speak(samples, name=f"file:{Path(path).name}")
+        cancel = threading.Event()
+        self._decode_cancels.add(cancel)
+        try:
+            fut = self._decode_pool.submit(
+                _decode_chunks, path, self.sample_rate, self._chunk_samples,
+                limit if limit > 0 else None, cancel,
+            )
+        except RuntimeError:  # the pool is shut down: the session is closing
+            self._decode_slots.release()
+            self._decode_cancels.discard(cancel)
+            raise StreamError("the anchor session has stopped") from None
+
+        def done(_f: Future[deque[np.ndarray]]) -> None:
+            # The slot frees when the thread is really done (not when a waiter gave up).
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(self._decode_slots.release)
+
+        fut.add_done_callback(done)
+        try:
+            chunks = await asyncio.wrap_future(fut)
+        except asyncio.CancelledError:
+            cancel.set()  # the client went away: stop decoding at the next frame
+            raise
+        except DecodeCancelled:  # aclose() stopped it: not the file's fault
+            raise StreamError("the anchor session has stopped") from None
+        finally:
+            self._decode_cancels.discard(cancel)
+        try:
+            return self._queue_job(_SpeakJob(f"file:{path.name}", chunks))
+        except InputBusy:
+            chunks.clear()
+            self._trim_soon()
+            raise
 
     async def _speak_worker(self) -> None:
-        chunk = self.sample_rate // 5  # 200 ms pushes; the audio queue provides backpressure
         while True:
             job = await self._speak_queue.get()
-            await self._input_free.wait()
-            if self._input is not None:  # a live input slipped in first: drop the file
-                log.warning("dropping %s: input %s is active", job.name, self._input.name)
-                continue
-            inp = self.open_input(job.name, self.sample_rate, live=False)
-            gen = self.generation
+            self._speak_job = job
             try:
-                for i in range(0, len(job.samples), chunk):
-                    if self.generation != gen:
-                        break  # interrupted
-                    await inp.push(job.samples[i : i + chunk])
+                await self._play(job)
             finally:
-                await inp.close()
+                # Drop every reference to the samples, played or not, crash or not.
+                job.release()
+                self._speak_job = None
+                del job
+                self._trim_soon()
+
+    async def _play(self, job: _SpeakJob) -> None:
+        await self._input_free.wait()
+        if self._input is not None:  # a live input slipped in first: drop the file
+            log.warning("dropping %s: input %s is active", job.name, self._input.name)
+            return
+        if not job.chunks:  # released by an interrupt while it waited for the input
+            return
+        inp = self.open_input(job.name, self.sample_rate, live=False)
+        gen = self.generation
+        try:
+            while job.chunks and self.generation == gen:  # a new generation: interrupted
+                await inp.push(job.chunks.popleft())
+        finally:
+            await inp.close()
+
+    def _drop_speech(self) -> None:
+        """Forget every queued file and the one playing (its worker stops at its next push)."""
+        while not self._speak_queue.empty():
+            self._speak_queue.get_nowait().release()
+        if self._speak_job is not None:
+            self._speak_job.release()
+        self._trim_soon()
+
+    def _trim_soon(self) -> None:
+        # On a decode thread: trimming a big heap takes milliseconds the event loop should keep.
+        with contextlib.suppress(RuntimeError):  # pool shut down
+            self._decode_pool.submit(_trim_heap)
 
     # -- control -------------------------------------------------------------------------------
     async def interrupt(self, reason: str = "interrupt") -> int:
@@ -350,8 +486,7 @@ class AnchorSession:
         async with self._interrupt_lock:
             self.generation += 1
             self.player.interrupt()
-            while not self._speak_queue.empty():
-                self._speak_queue.get_nowait()
+            self._drop_speech()
             for name in ("analysis", "render"):
                 task = self._tasks.get(name)
                 if task is not None:
@@ -385,6 +520,8 @@ class AnchorSession:
         out["flushed"] = sum(
             q.flushed for q in (self.audio_queue, self.feature_queue, self.playout_queue)
         )
+        # Frames of a live segment skipped because a stall made them too late to show.
+        out.update(self.render.late_drops)
         return out
 
     def stats(self) -> dict[str, object]:
@@ -402,3 +539,18 @@ class AnchorSession:
             **self.recorder.summary(),
         }
 
+
+def _decode_chunks(
+    path: Path, sample_rate: int, chunk: int, max_seconds: float | None, cancel: threading.Event
+) -> deque[np.ndarray]:
+    """Runs on a decode thread: the whole file (at most `max_seconds`) as 200 ms chunks."""
+    from anchor.audio.decode import iter_audio
+
+    try:
+        return deque(
+            iter_audio(path, sample_rate, chunk_s=chunk / sample_rate, max_seconds=max_seconds,
+                       cancel=cancel)
+        )
+    except BaseException:
+        _trim_heap()  # a rejected file's partial chunks are garbage now
+        raise

@@ -10,10 +10,13 @@ compositing), so the event loop never blocks.
   while frame n+1 is inferred; an emitter task keeps the order). Live, it fills time between segments with the idle
   loop, starts a live segment `live_latency` after its first sample was captured, and on an
   underrun (a frame not analysed by its deadline) repeats the last image with silence instead of
-  stalling everyone. When it falls behind real time it repeats the previous image instead of
-  rendering (audio stays whole), and when a stall has pushed a live segment later than its
-  schedule it drops silent frames until it is back on time. Offline it renders the segments
-  back to back and stops at EndOfStream.
+  stalling everyone. A live source that pauses (sends nothing for a while, its segment still
+  open) re-plans the segment from the audio's own arrival when it goes on, so nothing it sends
+  afterwards counts as late. When it falls behind real time it repeats the previous image
+  instead of rendering (audio stays whole), and when a stall of ours has pushed a live segment
+  later than its schedule it drops silent frames until it is back on time, and speech only
+  beyond `max_behind_s`; each such frame is counted (`late_drops`). Offline it renders the
+  segments back to back and stops at EndOfStream.
 - Player: releases frame n at clock deadline n / fps (absolute deadlines, so error never
   accumulates) and resyncs the clock with a warning when more than `resync_frames` late.
 
@@ -39,6 +42,7 @@ from anchor.frames import SegmentEnd
 from anchor.pipeline.analysis import SpeechAnalyzer
 from anchor.pipeline.engine import FrameEngine
 from anchor.pipeline.items import (
+    STAMP_AUDIO_IN,
     STAMP_OUT,
     STAMP_RENDER_START,
     STAMP_RENDERED,
@@ -56,6 +60,11 @@ log = logging.getLogger(__name__)
 AudioItem = InputAudio | SegmentStart | SegmentEnd | EndOfStream
 FeatureItem = SpeechFrame | SegmentStart | SegmentEnd | EndOfStream
 PlayoutItem = OutputFrame | EndOfStream
+
+# When a frame's first sample reached us, judged by the source's pace when the audio that let
+# the frame be analysed (its lookahead) arrived: `audio_in` unless the source paused in between.
+# The render stage re-plans a live segment by it (`RenderStage._reanchor`).
+STAMP_PACED_IN = "paced_in"
 
 
 def audio_item_ms(sample_rate: int) -> Callable[[AudioItem], float]:
@@ -107,10 +116,22 @@ class AnalysisStage:
         self.executor = executor
         self.inq = inq
         self.outq = outq
+        self._received = 0  # samples of the current segment so far
+        self._last_arrival: float | None = None  # of its latest audio
 
     async def reset(self) -> None:
         """Forget the current segment (after the in-flight worker call, which it queues behind)."""
+        self._received, self._last_arrival = 0, None
         await asyncio.get_running_loop().run_in_executor(self.executor, self.analyzer.reset)
+
+    def _stamp_paced(self, frames: list[SpeechFrame]) -> None:
+        """STAMP_PACED_IN: the latest arrival minus the audio received since the frame began."""
+        if self._last_arrival is None:
+            return
+        spf, rate = self.analyzer.samples_per_frame, self.analyzer.audio_cfg.sample_rate
+        for f in frames:
+            ahead = max(0, self._received - f.index * spf)
+            f.timestamps[STAMP_PACED_IN] = self._last_arrival - ahead / rate
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -120,13 +141,19 @@ class AnalysisStage:
                 frames = await loop.run_in_executor(
                     self.executor, self.analyzer.push, item.samples, item.arrival
                 )
+                self._received += len(item.samples)
+                self._last_arrival = item.arrival
+                self._stamp_paced(frames)
                 for f in frames:
                     await self.outq.put(f)
             elif isinstance(item, SegmentStart):
                 await loop.run_in_executor(self.executor, self.analyzer.reset)
+                self._received, self._last_arrival = 0, None
                 await self.outq.put(item)
             elif isinstance(item, SegmentEnd):
                 frames = await loop.run_in_executor(self.executor, self.analyzer.finish)
+                self._stamp_paced(frames)
+                self._received, self._last_arrival = 0, None
                 for f in frames:
                     await self.outq.put(f)
                 await self.outq.put(item)
@@ -179,6 +206,7 @@ class RenderStage:
         time_fn: Callable[[], float] = time.monotonic,
         catchup_s: float = 0.08,
         max_behind_s: float = 1.0,
+        pause_s: float = 0.12,
         compose_executor: Executor | None = None,
         in_flight: int = 2,
         idle_lead_frames: int = 2,
@@ -200,6 +228,10 @@ class RenderStage:
         self.time_fn = time_fn
         self.catchup_s = catchup_s
         self.max_behind_s = max_behind_s
+        self.pause_s = pause_s
+        # Frames skipped to win back latency, by kind; counters, so never reset (not by interrupts).
+        self.late_drops: dict[str, int] = {"late_speech": 0, "late_silence": 0}
+        self._skipping_speech = False  # in a run of skipped speech (warn once per run)
         self.in_flight = max(1, in_flight)
         self.idle_lead_frames = idle_lead_frames
         self.next_index = 0
@@ -211,6 +243,7 @@ class RenderStage:
         self._segment: SegmentStart | None = None
         self._start_at = 0
         self._planned_start = 0.0  # monotonic time planned for the live segment's first frame
+        self._waiting: SpeechFrame | None = None  # taken from the queue, held until its time
         self._jobs: asyncio.Queue[_Job | None] | None = None
         self._last_speech_image: np.ndarray | None = None  # emitter side
 
@@ -231,30 +264,70 @@ class RenderStage:
         """After an interrupt: forget the segment and continue at `next_index`."""
         self.next_index = next_index
         self._segment = None
+        self._waiting = None
         self._speech_image_pending = False
         self._last_speech_image = None
 
     def behind_s(self, frame: SpeechFrame, index: int) -> float:
         """How much later than planned a frame of a live segment would play at output frame
         `index`: the segment's first frame was planned for `live_latency` after its first
-        sample, frame k for k / fps after that. Clock resyncs and underrun holds add to it; an
-        input that arrives faster than real time does not. 0 for files and offline."""
+        sample, frame k for k / fps after that (re-planned after a source pause, see
+        `_reanchor`). Clock resyncs and underrun holds add to it; an input that arrives faster
+        than real time does not. Negative while a re-planned frame waits for its time; 0 for
+        files and offline."""
         seg = self._segment
         if not self.live or self.clock is None or seg is None or not seg.live:
             return 0.0
         return self.deadline(index) - (self._planned_start + frame.index / self.fps)
 
+    def _reanchor(self, frame: SpeechFrame) -> None:
+        """A source pause: re-plan the live segment from this frame's own arrival.
+
+        A live input that stops sending (its segment stays open) is not a backlog: underrun
+        holds fill the gap, and the audio it sends afterwards should play `live_latency` after
+        it reached us. Judged by the old schedule it would look late forever (the holds moved
+        the output on) and be dropped. So when a frame's audio arrived (STAMP_PACED_IN: a pause
+        inside its lookahead counts too) more than `pause_s` (chunking and network jitter) later
+        than the schedule allows, the schedule moves later to that arrival + `live_latency`,
+        and the run loop holds until then.
+        """
+        seg = self._segment
+        arrived = frame.timestamps.get(STAMP_PACED_IN, frame.timestamps.get(STAMP_AUDIO_IN))
+        if not self.live or self.clock is None or seg is None or not seg.live or arrived is None:
+            return
+        planned = self._planned_start + frame.index / self.fps
+        due = arrived + self.live_latency_s
+        if due - planned <= self.pause_s:
+            return
+        due_index = math.ceil((due - self.clock.origin) * self.fps - 1e-6)
+        self._planned_start = self.deadline(due_index) - frame.index / self.fps
+        self._start_at = max(self._start_at, due_index)
+        self.observers.on_event("reanchor")
+        log.info("live segment %s: the source paused %.2f s; frame %d re-planned for frame %d "
+                 "(now %d)", seg.source, due - planned, frame.index, due_index, self.next_index)
+
     def _catch_up(self, frame: SpeechFrame, offset: int = 0) -> bool:
         """Drop this frame (True) to win back latency a stall added to a live segment.
 
-        Stalls (a clock resync, an underrun hold) push a live segment later than its schedule.
-        Silent frames are dropped as soon as it is `catchup_s` behind — inaudible, and the
-        lips stay with their sound; speech is dropped only beyond `max_behind_s`.
+        Our stalls (a clock resync, an analysis hiccup, a slow render) push a live segment
+        later than its schedule; a source pause does not (`_reanchor` first). Silent frames are
+        dropped as soon as it is `catchup_s` behind — inaudible, and the lips stay with their
+        sound; speech is dropped only beyond `max_behind_s`: the backlog that can no longer be
+        shown in time. Every dropped frame is counted in `late_drops`.
         """
+        self._reanchor(frame)
         behind = self.behind_s(frame, self.next_index + offset)
         if behind > self.max_behind_s or (not frame.speech and behind > self.catchup_s):
             self.observers.on_event("catchup" if not frame.speech else "catchup_speech")
+            self.late_drops["late_speech" if frame.speech else "late_silence"] += 1
+            if frame.speech and not self._skipping_speech:
+                seg = self._segment
+                log.warning("live segment %s is %.2f s behind: skipping speech that can no "
+                            "longer play in time", seg.source if seg else "?", behind)
+            self._skipping_speech = self._skipping_speech or frame.speech
             return True
+        if frame.speech:
+            self._skipping_speech = False
         return False
 
     async def _pace_idle(self) -> None:
@@ -299,10 +372,14 @@ class RenderStage:
                 # A SpeechFrame/SegmentEnd outside a segment belongs to an interrupted one.
                 continue
             if self.live and self.next_index < self._start_at:
+                # The jitter buffer before a live segment starts (idle: no speech image yet) or
+                # goes on after a source pause (the last image, as on an underrun).
                 await self._pace_idle()
-                await self._submit_idle()  # the jitter buffer before a live segment starts
+                await self._submit_hold()
                 continue
-            if self.live:
+            if self._waiting is not None:  # a frame re-planned after a source pause: its time
+                item, self._waiting = self._waiting, None
+            elif self.live:
                 wait_until = self.deadline(self.next_index) - (self._idle_s + 0.005)
                 item = await self.inq.get_until(wait_until, self.time_fn)
                 if item is None:
@@ -314,12 +391,19 @@ class RenderStage:
             if isinstance(item, SpeechFrame):
                 if self._catch_up(item):
                     continue
+                if self.next_index < self._start_at:  # re-planned: hold until its time
+                    self._waiting = item
+                    continue
                 batch = [item]
                 while len(batch) < self.max_batch and isinstance(self.inq.peek(), SpeechFrame):
                     nxt = self.inq.get_nowait()
                     assert isinstance(nxt, SpeechFrame)
-                    if not self._catch_up(nxt, len(batch)):
-                        batch.append(nxt)
+                    if self._catch_up(nxt, len(batch)):
+                        continue
+                    if self.next_index + len(batch) < self._start_at:
+                        self._waiting = nxt  # re-planned: the batch goes first, it waits
+                        break
+                    batch.append(nxt)
                 await self._submit_speech(batch)
             elif isinstance(item, SegmentEnd):
                 self._segment = None

@@ -29,14 +29,15 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from anchor.config import ServerConfig
+from anchor.config import BroadcastConfig, ServerConfig
 from anchor.errors import AudioError, StreamError
 from anchor.pipeline.session import AnchorSession, InputBusy
 from anchor.stream.auth import bearer_token, token_matches
+from anchor.stream.encoder import SharedEncoder
 from anchor.stream.ice import enable_loopback_candidates
 from anchor.stream.ingest import handle_ws_audio
-from anchor.stream.metrics import AnchorMetrics
-from anchor.stream.peers import OfferError, PeerManager, one_line, wants_audio_send
+from anchor.stream.metrics import AnchorMetrics, BroadcastStats
+from anchor.stream.peers import OfferError, PeerManager, ViewerLimit, one_line, wants_audio_send
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,13 @@ async def whep_cors(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
+class SignallingTooLarge(StreamError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"offer larger than {limit} bytes (server.max_signalling_bytes): real offers are a few KiB"
+        )
+
+
 class AnchorServer:
     """Handlers bound to one session; `app` is the aiohttp application."""
 
@@ -81,6 +89,7 @@ class AnchorServer:
         *,
         web_root: Path | None = None,
         owns_session: bool = True,
+        broadcast: BroadcastConfig | None = None,
     ) -> None:
         enable_loopback_candidates()
         self.session = session
@@ -88,9 +97,14 @@ class AnchorServer:
         self.token = token
         self.web_root = web_root or WEB_ROOT
         self.owns_session = owns_session
-        self.peers = PeerManager(session, cfg)
+        self.broadcast = broadcast or BroadcastConfig()
+        self.encoder = SharedEncoder(
+            session.broadcaster, session.fps, session.sample_rate, session.clock, self.broadcast,
+            float(cfg.viewer_audio_ms),
+        )
+        self.peers = PeerManager(session, cfg, self.broadcast, self.encoder)
         self.ws_counter: dict[str, int] = {"ws": 0}
-        self.metrics = AnchorMetrics(session, self.session_counts)
+        self.metrics = AnchorMetrics(session, self.session_counts, self.broadcast_stats)
         session.observers.add(self.metrics)
         app = web.Application(client_max_size=cfg.max_upload_bytes, middlewares=[whep_cors])
         app[SESSION_KEY] = session
@@ -117,11 +131,24 @@ class AnchorServer:
     # -- lifecycle -----------------------------------------------------------------------------
     async def _on_startup(self, _app: web.Application) -> None:
         await self.session.start()
+        self.encoder.start()
+        self.peers.start()
 
     async def _on_shutdown(self, _app: web.Application) -> None:
         await self.peers.close_all()
+        await self.encoder.aclose()
         if self.owns_session:
             await self.session.aclose()
+
+    def broadcast_stats(self) -> BroadcastStats:
+        e, p = self.encoder, self.peers
+        return BroadcastStats(
+            viewers=p.count(), max_viewers=self.broadcast.max_viewers, encode_ms=e.encode_ms,
+            frames_encoded=e.frames_encoded, video_skipped=e.video_skipped,
+            keyframes_forced=e.keyframes_forced, bytes_sent=e.bytes_out(),
+            viewer_video_dropped=e.dropped_video(), evictions=p.evictions,
+            rejected_full=p.rejected_full,
+        )
 
     def session_counts(self) -> dict[str, int]:
         return {
@@ -151,15 +178,41 @@ class AnchorServer:
         return web.FileResponse(path, headers={"Content-Type": WEB_FILES[name], "Cache-Control": "no-cache"})
 
     # -- signalling ----------------------------------------------------------------------------
+    async def _read_signalling(self, request: web.Request) -> bytes:
+        """The body of an offer, at most `max_signalling_bytes` (SignallingTooLarge beyond).
+
+        Offers get their own small limit: the upload limit (for /speak) would let one request
+        hold megabytes of SDP that then has to be parsed on the event loop."""
+        limit = self.cfg.max_signalling_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise SignallingTooLarge(limit)
+        data = bytearray()
+        async for chunk in request.content.iter_chunked(16 << 10):
+            data += chunk
+            if len(data) > limit:  # chunked transfer: no length up front
+                raise SignallingTooLarge(limit)
+        return bytes(data)
+
     async def offer(self, request: web.Request) -> web.Response:
         try:
-            body = await request.json()
+            raw = await self._read_signalling(request)
+        except SignallingTooLarge as exc:
+            return error(413, str(exc))
+        try:
+            body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
             return error(400, "offer must be JSON {sdp, type}")
         if not isinstance(body, dict) or not isinstance(body.get("sdp"), str):
             return error(400, "offer must be JSON {sdp, type}")
-        push = bool(body.get("push", False))
-        if push and not self.authorized(request, given=body.get("token") or None):
+        if not isinstance(body.get("type", ""), str):
+            return error(400, "offer field 'type' must be the string \"offer\"")
+        push = body.get("push", False)
+        if not isinstance(push, bool):
+            return error(400, "offer field 'push' must be true or false")
+        token = body.get("token")
+        if token is not None and not isinstance(token, str):
+            return error(400, "offer field 'token' must be a string")
+        if push and not self.authorized(request, given=token or None):
             return error(401, "pushing the microphone needs a valid token")
         if push and not wants_audio_send(body["sdp"]):
             return error(400, "push requested but the offer sends no audio track")
@@ -167,6 +220,8 @@ class AnchorServer:
             peer = await self.peers.answer(
                 body["sdp"], str(body.get("type", "")), kind="webrtc", push_allowed=push
             )
+        except ViewerLimit as exc:
+            return self._full(exc)
         except OfferError as exc:
             return error(400, str(exc))
         desc = peer.pc.localDescription
@@ -177,11 +232,15 @@ class AnchorServer:
         if ctype != "application/sdp":
             return error(415, "WHEP offers must be Content-Type: application/sdp")
         try:
-            sdp = await request.text()
+            sdp = (await self._read_signalling(request)).decode("utf-8")
+        except SignallingTooLarge as exc:
+            return error(413, str(exc))
         except UnicodeDecodeError:
-            return error(400, "offer SDP is not text")
+            return error(400, "offer SDP is not UTF-8 text")
         try:
             peer = await self.peers.answer(sdp, "offer", kind="whep", push_allowed=False)
+        except ViewerLimit as exc:
+            return self._full(exc)
         except OfferError as exc:
             return error(400, str(exc))
         location = f"/whep/{peer.id}"
@@ -189,6 +248,11 @@ class AnchorServer:
             status=201, text=peer.pc.localDescription.sdp, content_type="application/sdp",
             headers={"Location": location, "ETag": f'"{peer.id}"'},
         )
+
+    def _full(self, exc: ViewerLimit) -> web.Response:
+        response = error(503, str(exc))
+        response.headers["Retry-After"] = "10"
+        return response
 
     async def whep_options(self, request: web.Request) -> web.Response:
         return web.Response(status=204, headers={"Allow": "POST, DELETE, OPTIONS"})
@@ -213,55 +277,111 @@ class AnchorServer:
         )
 
     async def speak(self, request: web.Request) -> web.Response:
+        """Queue an uploaded audio file (raw body or multipart field) to be spoken: 202.
+
+        One plain line otherwise: 400 empty/bad multipart, 401 no token, 409 a live input owns
+        the anchor or the file queue is full, 413 upload over server.max_upload_bytes or audio
+        longer than server.max_speak_s, 415 not decodable audio, 503 the decoder stayed busy
+        for server.speak_decode_wait_s (Retry-After: 1) or the session is stopping."""
+        # Local imports: these two errors matter to this handler only.
+        from anchor.audio.decode import AudioTooLong
+        from anchor.pipeline.session import DecoderBusy
+
         if not self.authorized(request):
             return error(401, "speaking needs a valid token (Authorization: Bearer T)")
         try:
-            data, name = await self._read_upload(request)
+            tmp, size, name = await self._read_upload(request)
         except web.HTTPRequestEntityTooLarge:
-            return error(413, f"upload larger than {self.cfg.max_upload_bytes} bytes")
+            return error(
+                413, f"upload larger than {self.cfg.max_upload_bytes} bytes (server.max_upload_bytes)"
+            )
         except StreamError as exc:
             return error(400, str(exc))
-        if not data:
-            return error(400, "empty upload: send an audio file as the body or a multipart field")
-        fd, tmp = tempfile.mkstemp(prefix="anchor-speak-", suffix=Path(name).suffix[:10])
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            if size == 0:
+                return error(400, "empty upload: send an audio file as the body or a multipart field")
             try:
                 queued = await self.session.speak_file(tmp)
+            except AudioTooLong as exc:
+                return error(413, f"{name}: {self._without_path(exc, tmp)} (server.max_speak_s)")
             except AudioError as exc:
-                return error(415, f"{name}: {str(exc).split(': ', 1)[-1]}")
+                return error(415, f"{name}: {self._without_path(exc, tmp)}")
+            except DecoderBusy as exc:
+                busy = error(503, str(exc))
+                busy.headers["Retry-After"] = "1"
+                return busy
             except InputBusy as exc:
                 return error(409, str(exc))
+            except StreamError as exc:  # the session is stopping
+                return error(503, str(exc))
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         return web.json_response({"status": "queued", "queued": queued, "name": name}, status=202)
 
-    async def _read_upload(self, request: web.Request) -> tuple[bytes, str]:
+    async def _read_upload(self, request: web.Request) -> tuple[Path, int, str]:
+        """Stream the upload into a temporary file: (path, bytes, client's file name).
+
+        Written as it arrives, so a request never holds its upload in memory. The caller
+        deletes the file; it is deleted here when reading fails."""
         ctype = request.headers.get("Content-Type", "")
         limit = self.cfg.max_upload_bytes
         if request.content_length is not None and request.content_length > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-        if ctype.startswith("multipart/"):
-            try:
-                reader = await request.multipart()
-                async for part in reader:
-                    if not isinstance(part, BodyPartReader):
-                        continue
-                    if part.filename or part.name in ("file", "audio"):
-                        data = bytearray()
-                        while chunk := await part.read_chunk():
-                            data += chunk
-                            if len(data) > limit:
-                                raise web.HTTPRequestEntityTooLarge(
-                                    max_size=limit, actual_size=len(data)
-                                )
-                        return bytes(data), part.filename or "upload"
-            except (ValueError, AssertionError) as exc:
-                raise StreamError(f"bad multipart upload ({one_line(exc)})") from exc
-            raise StreamError("multipart upload has no file field")
-        return await request.read(), "upload"
+        fd, tmp_name = tempfile.mkstemp(prefix="anchor-speak-")
+        tmp = Path(tmp_name)
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as f:
+
+                def write(chunk: bytes) -> None:
+                    nonlocal size
+                    size += len(chunk)
+                    if size > limit:  # chunked transfer: no length up front
+                        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+                    f.write(chunk)
+
+                if not ctype.startswith("multipart/"):
+                    async for chunk in request.content.iter_chunked(64 << 10):
+                        write(chunk)
+                    return tmp, size, "upload"
+                try:
+                    reader = await request.multipart()
+                    async for part in reader:
+                        if not isinstance(part, BodyPartReader):
+                            continue
+                        if part.filename or part.name in ("file", "audio"):
+                            while chunk := await part.read_chunk():
+                                write(chunk)
+                            name = self._client_name(part.filename)
+                            suffix = Path(name).suffix[:10]
+                            if suffix[1:].isalnum():  # the extension helps ffmpeg's probe
+                                tmp = tmp.rename(tmp.with_name(tmp.name + suffix))
+                            return tmp, size, name
+                except (ValueError, AssertionError) as exc:
+                    log.info("bad multipart upload: %s", one_line(exc))
+                    raise StreamError(
+                        "bad multipart upload: send the audio as a form field named 'file' "
+                        "or as the raw request body"
+                    ) from exc
+                raise StreamError("multipart upload has no file field (name it 'file')")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+    @staticmethod
+    def _without_path(exc: BaseException, path: Path) -> str:
+        """An AudioError's message without the server-side temporary path it starts with."""
+        text = " ".join(str(exc).split())
+        prefix = f"{path}: "
+        return text[len(prefix):] if text.startswith(prefix) else text
+
+    @staticmethod
+    def _client_name(filename: str | None) -> str:
+        """The client's file name, safe to echo in a one-line reply."""
+        name = "".join(ch for ch in Path(filename or "").name if ch.isprintable())[:80]
+        return name or "upload"
 
     async def interrupt(self, request: web.Request) -> web.Response:
         if not self.authorized(request):
@@ -274,6 +394,8 @@ class AnchorServer:
         s = self.session
         body: dict[str, Any] = {"status": "ok" if s.running else "stopped", **s.stats()}
         body["sessions"] = self.session_counts()
+        body["broadcast"] = self.broadcast_stats().as_dict()
+        body["viewers"] = self.peers.count()
         return web.json_response(body, status=200 if s.running else 503)
 
     async def avatar_info(self, request: web.Request) -> web.Response:

@@ -8,11 +8,15 @@ socket ends the utterance. Violations close the socket with a code and a one-lin
 - 1003 (unsupported data): bad header JSON, missing/unsupported sample rate, text after the
   header, an odd byte count;
 - 1009 (message too big): a message over ServerConfig.max_ws_message_bytes;
-- 1013 (try again later): another input is already pushing to the anchor.
+- 1013 (try again later): another input is already pushing to the anchor;
+- 1008 (policy violation): no message for ServerConfig.ws_idle_timeout_s (0 disables), so a
+  pusher that keeps its socket open but sends nothing cannot hold the only input slot. Pings do
+  not count: a pusher in a pause sends silence (zero samples), not nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -69,17 +73,45 @@ def pcm16_to_float(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
+def idle_reason(timeout_s: float, header_seen: bool) -> str:
+    what = "audio" if header_seen else "header"
+    return f"no {what} for {timeout_s:g} s: closing (server.ws_idle_timeout_s)"
+
+
 async def handle_ws_audio(
-    request: web.Request, session: AnchorSession, max_message_bytes: int, counter: dict[str, int]
+    request: web.Request,
+    session: AnchorSession,
+    max_message_bytes: int,
+    counter: dict[str, int],
+    *,
+    idle_timeout_s: float | None = None,
 ) -> web.WebSocketResponse:
-    """Serve one push connection (auth has already been checked)."""
+    """Serve one push connection (auth has already been checked).
+
+    `idle_timeout_s` defaults to the session's ServerConfig.ws_idle_timeout_s (<= 0: never)."""
+    if idle_timeout_s is None:
+        idle_timeout_s = session.server.ws_idle_timeout_s
+    idle = idle_timeout_s if idle_timeout_s > 0 else None
     ws = web.WebSocketResponse(max_msg_size=max_message_bytes, heartbeat=20.0)
     await ws.prepare(request)
     peer = request.remote or "?"
     inp: AudioInput | None = None
     counter["ws"] = counter.get("ws", 0) + 1
+    loop = asyncio.get_running_loop()
     try:
-        async for msg in ws:
+        while True:
+            # One deadline per data message, outside receive(): receive(timeout=) restarts its
+            # window on every ping/pong, so a socket that only keeps alive would never expire.
+            deadline = None if idle is None else loop.time() + idle
+            try:
+                async with asyncio.timeout_at(deadline):
+                    msg = await ws.receive()
+            except TimeoutError:
+                raise IngestError(
+                    WSCloseCode.POLICY_VIOLATION, idle_reason(idle_timeout_s, inp is not None)
+                ) from None
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break
             if msg.type == WSMsgType.ERROR:
                 # aiohttp has already closed with 1009 for an oversized message.
                 log.info("ws %s: %s", peer, ws.exception())
@@ -104,6 +136,10 @@ async def handle_ws_audio(
                 await inp.push(pcm16_to_float(msg.data))
     except IngestError as exc:
         log.info("ws %s closed: %d %s", peer, exc.code, exc.reason)
+        if inp is not None:
+            # Free the input slot first: close() waits for the client's close frame, and a
+            # client that stopped answering would otherwise hold the slot a while longer.
+            await inp.close()
         await ws.close(code=exc.code, message=exc.reason.encode()[:120])
     except StreamError as exc:  # the session stopped under us (server shutting down)
         await ws.close(code=WSCloseCode.GOING_AWAY, message=str(exc).encode()[:120])

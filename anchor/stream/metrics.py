@@ -7,6 +7,7 @@ depths, sessions, lookahead) and drop counters are read from the live objects at
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -16,13 +17,39 @@ from anchor.pipeline.items import OutputFrame
 from anchor.pipeline.observers import stage_latencies
 from anchor.pipeline.session import AnchorSession
 
+
+@dataclass(frozen=True)
+class BroadcastStats:
+    """The shared encode and its audience, read at scrape time."""
+
+    viewers: int
+    max_viewers: int
+    encode_ms: float  # shared encoder's worker time per frame (all codecs + audio), running mean
+    frames_encoded: int
+    video_skipped: int  # frames whose picture the encoder skipped (it was behind)
+    keyframes_forced: int
+    bytes_sent: int  # encoded bytes handed to viewers' senders, all viewers
+    viewer_video_dropped: int  # encoded frames current viewers lost (slow, or awaiting a keyframe)
+    evictions: int  # viewers closed for sending no RTCP
+    rejected_full: int  # offers answered 503 (max_viewers)
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.12, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 4.0)
 
 
 class _StateCollector(Collector):
-    def __init__(self, session: AnchorSession, sessions: Callable[[], dict[str, int]]) -> None:
+    def __init__(
+        self,
+        session: AnchorSession,
+        sessions: Callable[[], dict[str, int]],
+        broadcast: Callable[[], BroadcastStats] | None,
+    ) -> None:
         self.session = session
         self.sessions = sessions
+        self.broadcast = broadcast
 
     def collect(self) -> Iterator[Metric]:
         s = self.session
@@ -64,12 +91,39 @@ class _StateCollector(Collector):
         frame = GaugeMetricFamily("anchor_frame_index", "Index of the next frame on the output timeline")
         frame.add_metric([], s.player.next_index)
         yield frame
+        if self.broadcast is not None:
+            b = self.broadcast()
+            for name, help_text, value in (
+                ("anchor_viewers", "Connected viewers (WebRTC + WHEP)", b.viewers),
+                ("anchor_max_viewers", "Admission limit (broadcast.max_viewers)", b.max_viewers),
+                ("anchor_encode_ms", "Shared encoder time per frame, all codecs + audio", b.encode_ms),
+            ):
+                g = GaugeMetricFamily(name, help_text)
+                g.add_metric([], value)
+                yield g
+            for name, help_text, value in (
+                ("anchor_encoded_frames", "Frames through the shared encoder", b.frames_encoded),
+                ("anchor_encode_skipped", "Frames whose picture the encoder skipped", b.video_skipped),
+                ("anchor_keyframes_forced", "Keyframes forced (new viewers, PLI/FIR)", b.keyframes_forced),
+                ("anchor_bytes_sent", "Encoded bytes handed to viewers' senders", b.bytes_sent),
+                ("anchor_viewer_video_dropped", "Encoded frames lost by slow viewers", b.viewer_video_dropped),
+                ("anchor_evictions", "Viewers evicted for sending no RTCP", b.evictions),
+                ("anchor_rejected_full", "Offers refused with 503 (max_viewers)", b.rejected_full),
+            ):
+                c = CounterMetricFamily(name, help_text)
+                c.add_metric([], value)
+                yield c
 
 
 class AnchorMetrics:
     """Per-app registry; also a pipeline observer (add it to the session's observers)."""
 
-    def __init__(self, session: AnchorSession, sessions: Callable[[], dict[str, int]]) -> None:
+    def __init__(
+        self,
+        session: AnchorSession,
+        sessions: Callable[[], dict[str, int]],
+        broadcast: Callable[[], BroadcastStats] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.stage_latency = Histogram(
             "anchor_stage_latency_seconds",
@@ -84,7 +138,7 @@ class AnchorMetrics:
             "anchor_events", "Pipeline events (underrun, resync, skipped, interrupt, stage_error)",
             ["event"], registry=self.registry,
         )
-        self.registry.register(_StateCollector(session, sessions))
+        self.registry.register(_StateCollector(session, sessions, broadcast))
 
     def on_frame(self, frame: OutputFrame) -> None:
         self.frames.labels("speech" if frame.speech else "idle").inc()

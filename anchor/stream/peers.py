@@ -29,13 +29,14 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.sdp import SessionDescription
 
-from anchor.config import ServerConfig
+from anchor.config import BroadcastConfig, ServerConfig
 from anchor.errors import StreamError
-from anchor.pipeline.fanout import Subscription
 from anchor.pipeline.items import STAMP_AUDIO_IN, STAMP_OUT, OutputFrame
 from anchor.pipeline.session import AnchorSession, AudioInput, InputBusy
-from anchor.stream.tracks import AnchorAudioTrack, AnchorVideoTrack, SendLog, drain_track
+from anchor.stream.encoder import CODECS, SharedEncoder, ViewerFeed
+from anchor.stream.tracks import EncodedAudioTrack, EncodedVideoTrack, SendLog, drain_track
 
 log = logging.getLogger(__name__)
 
@@ -46,26 +47,64 @@ class OfferError(StreamError):
     """The offer cannot be answered (HTTP 400)."""
 
 
-def check_offer_sdp(sdp: str) -> None:
-    """Cheap structural checks so garbage gets a clear one-line 400 before aiortc sees it."""
+class ViewerLimit(StreamError):
+    """broadcast.max_viewers are connected (HTTP 503 + Retry-After)."""
+
+
+SENDABLE_VIDEO = ("video/vp8", "video/h264")  # what aiortc can encode for a viewer
+
+
+def parse_offer_sdp(sdp: str) -> SessionDescription:
+    """Parse and check an offer before aiortc negotiates it, so that every problem a client can
+    cause is a one-sentence OfferError (HTTP 400) about its SDP, never a Python internal."""
     if not isinstance(sdp, str) or not sdp.strip():
         raise OfferError("offer SDP is empty")
     if not sdp.lstrip().startswith("v=0"):
         raise OfferError("offer SDP must start with 'v=0'")
-    if "\nm=video " not in sdp.replace("\r\n", "\n"):
+    try:
+        desc = SessionDescription.parse(sdp)
+    except Exception:  # aiortc's parser asserts / raises on anything it cannot read
+        raise OfferError("offer SDP is malformed: a line could not be parsed") from None
+    video = [m for m in desc.media if m.kind == "video"]
+    if not video:
         raise OfferError("offer has no video m-line (the anchor is a video stream)")
+    v = video[0]
+    direction = v.direction or "sendrecv"  # no attribute means sendrecv
+    if v.port == 0 or direction not in ("recvonly", "sendrecv"):
+        why = "rejected (port 0)" if v.port == 0 else direction
+        raise OfferError(
+            f"offer's video m-line is {why}: a viewer must receive video (recvonly or sendrecv)"
+        )
+    if not any(c.mimeType.lower() in SENDABLE_VIDEO for c in v.rtp.codecs):
+        raise OfferError("offer's video m-line lists no codec the anchor sends (VP8 or H.264)")
+    for m in desc.media:
+        if m.kind not in ("audio", "video", "application"):
+            raise OfferError(f"offer has an m-line of unsupported kind {m.kind!r}")
+        if m.ice is None or not m.ice.usernameFragment or not m.ice.password:
+            raise OfferError(f"offer's {m.kind} m-line has no ICE credentials (a=ice-ufrag, a=ice-pwd)")
+        if m.dtls is None or not m.dtls.fingerprints:
+            raise OfferError(
+                f"offer's {m.kind} m-line has no DTLS fingerprint and setup role "
+                "(a=fingerprint, a=setup)"
+            )
+        if m.kind in ("audio", "video") and not m.rtp.codecs:
+            raise OfferError(f"offer's {m.kind} m-line lists no codecs (a=rtpmap)")
+    return desc
 
 
-def wants_audio_send(sdp: str) -> bool:
+def wants_audio_send(sdp: str | SessionDescription) -> bool:
     """Does the offer send audio (a microphone) to us? (sendrecv / sendonly audio m-line)."""
-    for section in sdp.replace("\r\n", "\n").split("\nm=")[1:]:
-        if not section.startswith("audio "):
-            continue
-        if "a=sendrecv" in section or "a=sendonly" in section:
-            return True
-        if not any(d in section for d in ("a=recvonly", "a=inactive")):
-            return True  # no direction attribute means sendrecv
-    return False
+    if isinstance(sdp, str):
+        try:
+            desc = SessionDescription.parse(sdp)
+        except Exception:  # unparseable: it sends nothing we could use
+            return False
+    else:
+        desc = sdp
+    return any(
+        m.kind == "audio" and m.port != 0 and (m.direction or "sendrecv") in ("sendrecv", "sendonly")
+        for m in desc.media
+    )
 
 
 @dataclass
@@ -73,41 +112,95 @@ class Peer:
     id: str
     kind: str  # "webrtc" | "whep"
     pc: RTCPeerConnection
-    sub: Subscription
     send_log: SendLog
     push_allowed: bool
     created: float = field(default_factory=time.monotonic)
     channel: Any = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     mic_input: AudioInput | None = None
+    feed: ViewerFeed | None = None
+    codec: str = ""
+    connected_at: float | None = None
+    last_rtcp: float = 0.0  # monotonic time of the viewer's latest RTCP packet
     closed: bool = False
 
 
 class PeerManager:
-    def __init__(self, session: AnchorSession, cfg: ServerConfig) -> None:
+    """Every viewer's peer connection; admission (max_viewers) and eviction of dead viewers.
+
+    A viewer is evicted when its DTLS/ICE connection fails or closes, or when it has sent no
+    RTCP (receiver reports, NACK/PLI, REMB) for `viewer_timeout_s` while connected: a browser
+    tab that was killed stops reporting at once, long before ICE consent (30 s) gives up."""
+
+    def __init__(
+        self,
+        session: AnchorSession,
+        cfg: ServerConfig,
+        broadcast: BroadcastConfig,
+        encoder: SharedEncoder,
+        time_fn: Any = time.monotonic,
+    ) -> None:
         self.session = session
         self.cfg = cfg
+        self.broadcast = broadcast
+        self.encoder = encoder
+        self.time_fn = time_fn
         self.peers: dict[str, Peer] = {}
         self._ids = itertools.count(1)
         self.failed = 0
+        self.evictions = 0
+        self.rejected_full = 0
+        self._sweeper: asyncio.Task[None] | None = None
 
     def count(self, kind: str | None = None) -> int:
         return sum(1 for p in self.peers.values() if kind is None or p.kind == kind)
 
+    def start(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._evict_loop(), name="anchor-evict")
+
+    async def _evict_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(0.5, self.broadcast.viewer_timeout_s / 4))
+            try:
+                await self.evict_silent()
+            except Exception:  # the sweeper must outlive any one peer's failure
+                log.exception("viewer eviction sweep failed")
+
+    async def evict_silent(self) -> list[str]:
+        """Close connected viewers that have sent no RTCP for viewer_timeout_s."""
+        now = self.time_fn()
+        gone = []
+        for peer in list(self.peers.values()):
+            if peer.connected_at is None:
+                continue
+            silent = now - max(peer.last_rtcp, peer.connected_at)
+            if silent > self.broadcast.viewer_timeout_s:
+                log.info("peer %s evicted: no RTCP for %.1f s", peer.id, silent)
+                self.evictions += 1
+                gone.append(peer.id)
+                await self.close(peer.id)
+        return gone
+
     async def answer(self, sdp: str, sdp_type: str, *, kind: str, push_allowed: bool) -> Peer:
         """Create a peer for an offer; its answer is `peer.pc.localDescription`."""
         if sdp_type != "offer":
-            raise OfferError(f"expected an SDP offer, got type {sdp_type!r}")
-        check_offer_sdp(sdp)
+            raise OfferError(f"expected an SDP offer, got type {sdp_type[:20]!r}")
+        parse_offer_sdp(sdp)
+        if len(self.peers) >= self.broadcast.max_viewers:
+            self.rejected_full += 1
+            raise ViewerLimit(
+                f"the anchor has its maximum of {self.broadcast.max_viewers} viewers "
+                "(broadcast.max_viewers): try again later"
+            )
         # max-bundle: every m-line on one transport. (With aiortc's default "balanced" policy a
         # second audio m-line — a viewer's sendonly microphone next to its recvonly anchor audio
         # — is left on a transport that never connects.)
         pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
-        sub = self.session.subscribe()
         peer_id = f"{next(self._ids)}-{secrets.token_hex(4)}"
-        peer = Peer(peer_id, kind, pc, sub, SendLog(), push_allowed)
+        peer = Peer(peer_id, kind, pc, SendLog(), push_allowed)
         self.peers[peer_id] = peer
         try:
             await self._negotiate(peer, sdp)
@@ -116,7 +209,11 @@ class PeerManager:
             self.failed += 1
             if isinstance(exc, StreamError):
                 raise
-            raise OfferError(f"cannot answer the offer: {one_line(exc)}") from exc
+            # What aiortc says here is about its internals, not about what the client sent.
+            log.info("peer %s: offer not negotiable: %s", peer_id, one_line(exc))
+            raise OfferError(
+                "cannot answer the offer: its media sections cannot be negotiated with the anchor"
+            ) from exc
         peer.tasks.append(asyncio.create_task(self._watchdog(peer)))
         log.info("peer %s (%s) answered; %d peers", peer_id, kind, len(self.peers))
         return peer
@@ -124,13 +221,10 @@ class PeerManager:
     async def _negotiate(self, peer: Peer, sdp: str) -> None:
         pc = peer.pc
         session = self.session
-        video = AnchorVideoTrack(
-            peer.sub, session.fps, session.clock, peer.send_log,
-            on_sent=lambda frame: self._send_stamp(peer, frame),
+        video = EncodedVideoTrack(
+            session.clock, peer.send_log, on_sent=lambda frame: self._send_stamp(peer, frame)
         )
-        audio = AnchorAudioTrack(
-            peer.sub, session.fps, session.sample_rate, session.clock, peer.send_log
-        )
+        audio = EncodedAudioTrack(session.clock, peer.send_log)
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -148,6 +242,8 @@ class PeerManager:
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             log.debug("peer %s: %s", peer.id, pc.connectionState)
+            if pc.connectionState == "connected" and peer.connected_at is None:
+                peer.connected_at = self.time_fn()
             if pc.connectionState in ("failed", "closed"):
                 await self.close(peer.id)
 
@@ -155,12 +251,33 @@ class PeerManager:
         kinds = {t.kind for t in pc.getTransceivers()}
         if "video" not in kinds:
             raise OfferError("offer has no video m-line (the anchor is a video stream)")
-        pc.addTrack(video)
+        senders = [pc.addTrack(video)]
         if "audio" in kinds:
-            pc.addTrack(audio)
+            senders.append(pc.addTrack(audio))
         self._prefer_codec(pc)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
+        peer.codec = negotiated_video_codec(pc)
+        peer.feed = self.encoder.add_feed(peer.codec)
+        video.attach(peer.feed)
+        audio.attach(peer.feed)
+        for sender in senders:
+            self._hook_sender(peer, sender)
+
+    def _hook_sender(self, peer: Peer, sender: RTCRtpSender) -> None:
+        """Route the viewer's RTCP through the peer: every packet proves it is alive, and a
+        PLI/FIR asks the shared encoder (not this sender, which never encodes) for a keyframe."""
+        original = sender._handle_rtcp_packet
+
+        async def handle(packet: Any) -> None:
+            peer.last_rtcp = self.time_fn()
+            await original(packet)
+
+        sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+        if sender.kind == "video":
+            sender._send_keyframe = (  # type: ignore[method-assign]
+                lambda: self.encoder.request_keyframe(peer.codec)
+            )
 
     def _prefer_codec(self, pc: RTCPeerConnection) -> None:
         name = self.cfg.video_codec.lower()
@@ -253,7 +370,8 @@ class PeerManager:
         if peer is None:
             return False
         peer.closed = True
-        self.session.unsubscribe(peer.sub)
+        if peer.feed is not None:
+            self.encoder.remove_feed(peer.feed)
         current = asyncio.current_task()
         for t in peer.tasks:
             if t is not current:
@@ -267,8 +385,24 @@ class PeerManager:
         return True
 
     async def close_all(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         for peer_id in list(self.peers):
             await self.close(peer_id)
+
+
+def negotiated_video_codec(pc: RTCPeerConnection) -> str:
+    """"vp8" or "h264": the codec the answer chose for the video m-line."""
+    for t in pc.getTransceivers():
+        if t.kind != "video":
+            continue
+        for codec in t._codecs:  # negotiated, in preference order (aiortc keeps no public view)
+            name = codec.mimeType.split("/")[-1].lower()
+            if name in CODECS:
+                return name
+    raise OfferError("offer's video m-line lists no codec the anchor sends (VP8 or H.264)")
 
 
 def one_line(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from anchor.config import ServerConfig
+from anchor.config import BroadcastConfig, ServerConfig
 from anchor.errors import StreamError
 from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.session import AnchorSession
@@ -43,13 +43,14 @@ async def serve(
     play: Path | None = None,
     on_ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    broadcast: BroadcastConfig | None = None,
 ) -> None:
     if mic:
         from anchor.stream.mic import check_input_device
 
         check_input_device()  # fail with one line before anything starts
     session = AnchorSession(models, cfg)
-    server = AnchorServer(session, cfg, token)
+    server = AnchorServer(session, cfg, token, broadcast=broadcast)
     runner = web.AppRunner(server.app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -29,3 +31,62 @@ async def running_app(
 
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Viewer:
+    """An aiortc client that watches the app and records when each video frame arrives."""
+
+    def __init__(self) -> None:
+        from aiortc import RTCConfiguration, RTCPeerConnection
+
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.arrivals: list[float] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def watch(self, client: TestClient, timeout_s: float = 15.0) -> None:
+        from aiortc import RTCSessionDescription
+        from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+        pc = self.pc
+        pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="recvonly")
+
+        async def record(track: MediaStreamTrack) -> None:
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    await track.recv()
+                    if track.kind == "video":
+                        self.arrivals.append(time.monotonic())
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            self._tasks.append(asyncio.ensure_future(record(track)))
+
+        await pc.setLocalDescription(await pc.createOffer())
+        resp = await client.post(
+            "/offer", json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+        )
+        assert resp.status == 200, await resp.text()
+        answer = await resp.json()
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+        async with asyncio.timeout(timeout_s):
+            while len(self.arrivals) < 10:
+                await asyncio.sleep(0.05)
+
+    def fps_between(self, t0: float, t1: float) -> float:
+        return sum(1 for t in self.arrivals if t0 <= t < t1) / max(1e-9, t1 - t0)
+
+    def worst_window_fps(self, t0: float, t1: float, window_s: float = 1.0) -> float:
+        """The lowest frame rate over any `window_s` span inside [t0, t1) (0.25 s steps)."""
+        worst = float("inf")
+        t = t0
+        while t + window_s <= t1 + 1e-9:
+            worst = min(worst, self.fps_between(t, t + window_s))
+            t += 0.25
+        return worst
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
