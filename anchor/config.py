@@ -259,6 +259,7 @@ class BroadcastConfig:
     max_viewers: int = 60  # past it /offer and /whep answer 503 + Retry-After
     viewer_timeout_s: float = 4.0  # no RTCP from a connected viewer this long: evicted
     encode_threads: int = 1  # libvpx / libx264 threads inside the one encode worker
+    record_dir: str = "recordings"  # where POST /record writes (a name, never a path, is sent)
 
 
 @dataclass(frozen=True)

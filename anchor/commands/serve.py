@@ -1,4 +1,4 @@
-"""`anchor serve [--avatar BUNDLE] [--host H] [--port P] [--mic | --play FILE]`.
+"""`anchor serve [--avatar BUNDLE] [--host H] [--port P] [--mic | --play FILE] [--record FILE]`.
 
 Streams the avatar to browsers (web client at /, WebRTC at /offer, WHEP at /whep) and takes
 speech from the websocket (/ws/audio), uploads (/speak), browser microphones, the server's
@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--mic", action="store_true", help="speak from this machine's microphone")
     source.add_argument("--play", metavar="FILE", help="speak this audio file once at start")
+    parser.add_argument("--record", metavar="FILE",
+                        help="record the broadcast as sent: FILE.mp4 (H.264 + Opus, fragmented) "
+                             "or FILE.webm/.mkv (VP8 + Opus); finalised on Ctrl-C")
 
 
 def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
@@ -38,6 +41,11 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
         server = dataclasses.replace(server, host=args.host)
     if args.port is not None:
         server = dataclasses.replace(server, port=args.port)
+    from anchor.stream.record import check_record_path
+
+    record = Path(args.record) if args.record else None
+    if record is not None:
+        check_record_path(record)  # a bad path fails in one line before anything starts
     play = Path(args.play) if args.play else None
     if play is not None and not play.is_file():
         raise StreamError(f"--play {play}: no such file")
@@ -66,7 +74,8 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
             print(f"anchor: push/speak/interrupt token: the value of {where}", flush=True)
 
     asyncio.run(serve(
-        models, server, token, mic=args.mic, play=play, on_ready=ready, broadcast=cfg.broadcast
+        models, server, token, mic=args.mic, play=play, on_ready=ready, broadcast=cfg.broadcast,
+        record=record,
     ))
     print("anchor: stopped", flush=True)
     return 0

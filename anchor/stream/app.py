@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from anchor.stream.ice import enable_loopback_candidates
 from anchor.stream.ingest import handle_ws_audio
 from anchor.stream.metrics import AnchorMetrics, BroadcastStats
 from anchor.stream.peers import OfferError, PeerManager, ViewerLimit, one_line, wants_audio_send
+from anchor.stream.record import BroadcastRecorder, RecordError
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class AnchorServer:
         web_root: Path | None = None,
         owns_session: bool = True,
         broadcast: BroadcastConfig | None = None,
+        record: Path | None = None,
     ) -> None:
         enable_loopback_candidates()
         self.session = session
@@ -103,6 +106,8 @@ class AnchorServer:
             float(cfg.viewer_audio_ms),
         )
         self.peers = PeerManager(session, cfg, self.broadcast, self.encoder)
+        self.recorder: BroadcastRecorder | None = None
+        self._record_at_start = record
         self.ws_counter: dict[str, int] = {"ws": 0}
         self.metrics = AnchorMetrics(session, self.session_counts, self.broadcast_stats)
         session.observers.add(self.metrics)
@@ -121,6 +126,9 @@ class AnchorServer:
         app.router.add_get("/ws/audio", self.ws_audio)
         app.router.add_post("/speak", self.speak)
         app.router.add_post("/interrupt", self.interrupt)
+        app.router.add_get("/record", self.record_status)
+        app.router.add_post("/record", self.record_start)
+        app.router.add_delete("/record", self.record_stop)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/avatar.json", self.avatar_info)
         app.router.add_get("/metrics", self.metrics_handler)
@@ -133,8 +141,13 @@ class AnchorServer:
         await self.session.start()
         self.encoder.start()
         self.peers.start()
+        if self._record_at_start is not None:
+            self.start_recording(self._record_at_start)
 
     async def _on_shutdown(self, _app: web.Application) -> None:
+        if self.recorder is not None:  # finalised first: Ctrl-C leaves a complete file
+            await self.recorder.aclose()
+            self.recorder = None
         await self.peers.close_all()
         await self.encoder.aclose()
         if self.owns_session:
@@ -382,6 +395,57 @@ class AnchorServer:
         """The client's file name, safe to echo in a one-line reply."""
         name = "".join(ch for ch in Path(filename or "").name if ch.isprintable())[:80]
         return name or "upload"
+
+    # -- recording -----------------------------------------------------------------------------
+    def start_recording(self, path: Path) -> BroadcastRecorder:
+        if self.recorder is not None:
+            raise RecordError(f"already recording to {self.recorder.path.name}")
+        recorder = BroadcastRecorder(self.encoder, path, self.session.fps)
+        recorder.start()
+        self.recorder = recorder
+        return recorder
+
+    async def record_status(self, request: web.Request) -> web.Response:
+        if not self.authorized(request):
+            return error(401, "recording needs a valid token (Authorization: Bearer T)")
+        if self.recorder is None:
+            return web.json_response({"recording": False})
+        return web.json_response(self.recorder.status())
+
+    async def record_start(self, request: web.Request) -> web.Response:
+        """JSON {"name": "show.mp4"} (optional): records into broadcast.record_dir. Only a file
+        name is accepted, so a client can never choose where on disk the server writes."""
+        if not self.authorized(request):
+            return error(401, "recording needs a valid token (Authorization: Bearer T)")
+        try:
+            raw = await self._read_signalling(request)
+            body = json.loads(raw) if raw.strip() else {}
+        except SignallingTooLarge as exc:
+            return error(413, str(exc))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return error(400, 'record request must be JSON {"name": "FILE.mp4"} or empty')
+        name = body.get("name") if isinstance(body, dict) else None
+        if name is None:
+            name = time.strftime("anchor-%Y%m%d-%H%M%S.mp4")
+        if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+            return error(400, "record name must be a plain file name such as show.mp4")
+        folder = Path(self.broadcast.record_dir)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            recorder = self.start_recording(folder / name)
+        except RecordError as exc:
+            return error(409 if "already" in str(exc) else 400, str(exc))
+        except OSError as exc:
+            return error(500, f"cannot create {folder}: {exc.strerror or exc}")
+        return web.json_response(recorder.status(), status=201)
+
+    async def record_stop(self, request: web.Request) -> web.Response:
+        if not self.authorized(request):
+            return error(401, "recording needs a valid token (Authorization: Bearer T)")
+        if self.recorder is None:
+            return error(404, "not recording")
+        recorder, self.recorder = self.recorder, None
+        return web.json_response(await recorder.aclose())
 
     async def interrupt(self, request: web.Request) -> web.Response:
         if not self.authorized(request):

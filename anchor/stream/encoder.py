@@ -197,7 +197,9 @@ class ViewerFeed:
         )
         self._request_keyframe = request_keyframe
         self.waiting_for_keyframe = True  # a decoder can only start at a keyframe
-        self.dropped_video = 0  # encoded frames this viewer never got (slow, or joining)
+        self.started = False  # has had its first keyframe
+        self.join_skipped = 0  # frames before the first keyframe (not a loss: nothing to decode)
+        self.dropped_video = 0  # encoded frames lost after that (the viewer fell behind)
         self.bytes_out = 0
         self.closed = False
 
@@ -206,9 +208,13 @@ class ViewerFeed:
             return
         if self.waiting_for_keyframe:
             if not item.keyframe:
-                self.dropped_video += 1
+                if self.started:
+                    self.dropped_video += 1
+                else:
+                    self.join_skipped += 1
                 return
             self.waiting_for_keyframe = False
+            self.started = True
         elif self.video.full_for(self.frame_ms):
             # Behind by a whole queue: what is queued is useless without the frames before it.
             self.dropped_video += len(self.video) + 1
@@ -316,6 +322,10 @@ class SharedEncoder:
         """Interrupt: encoded audio already queued for viewers is dropped so speech stops."""
         for feed in self._feeds.values():
             feed.flush_audio()
+
+    def audio_extradata(self) -> bytes:
+        """The Opus header (OpusHead) a container needs to play the shared audio packets."""
+        return bytes(self._audio.ctx.extradata or b"")
 
     def bytes_out(self) -> int:
         return self.bytes_out_closed + sum(f.bytes_out for f in self._feeds.values())

@@ -44,13 +44,14 @@ async def serve(
     on_ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
     broadcast: BroadcastConfig | None = None,
+    record: Path | None = None,
 ) -> None:
     if mic:
         from anchor.stream.mic import check_input_device
 
         check_input_device()  # fail with one line before anything starts
     session = AnchorSession(models, cfg)
-    server = AnchorServer(session, cfg, token, broadcast=broadcast)
+    server = AnchorServer(session, cfg, token, broadcast=broadcast, record=record)
     runner = web.AppRunner(server.app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port)

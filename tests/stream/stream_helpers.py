@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from anchor.config import ServerConfig
+from anchor.config import BroadcastConfig, ServerConfig
 from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.session import AnchorSession
 from anchor.stream.app import AnchorServer
@@ -20,11 +20,11 @@ TOKEN = "test-token"
 
 @contextlib.asynccontextmanager
 async def running_app(
-    models: PipelineModels, **overrides: object
+    models: PipelineModels, broadcast: BroadcastConfig | None = None, **overrides: object
 ) -> AsyncIterator[tuple[TestClient, AnchorServer]]:
     cfg = dataclasses.replace(ServerConfig(latency_margin_ms=80), **overrides)  # type: ignore[arg-type]
     session = AnchorSession(models, cfg)
-    server = AnchorServer(session, cfg, TOKEN)
+    server = AnchorServer(session, cfg, TOKEN, broadcast=broadcast)
     async with TestClient(TestServer(server.app, host="127.0.0.1")) as client:
         yield client, server
 
@@ -43,12 +43,20 @@ class Viewer:
         self.arrivals: list[float] = []
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def watch(self, client: TestClient, timeout_s: float = 15.0) -> None:
-        from aiortc import RTCSessionDescription
+    async def watch(
+        self, client: TestClient, timeout_s: float = 15.0, codec: str | None = None
+    ) -> None:
+        """Offer to receive (only `codec`, e.g. "H264", when given) and wait for 10 frames."""
+        from aiortc import RTCRtpReceiver, RTCSessionDescription
         from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
         pc = self.pc
-        pc.addTransceiver("video", direction="recvonly")
+        video = pc.addTransceiver("video", direction="recvonly")
+        if codec is not None:
+            caps = RTCRtpReceiver.getCapabilities("video").codecs
+            video.setCodecPreferences(
+                [c for c in caps if c.mimeType.lower() == f"video/{codec.lower()}"]
+            )
         pc.addTransceiver("audio", direction="recvonly")
 
         async def record(track: MediaStreamTrack) -> None:
