@@ -145,6 +145,8 @@ async def run_viewers(
         "connected": len(fps),
         "connect_s": round(connected_s, 2),
         "seconds": round(t1 - t0, 2),
+        "t0": t0,  # CLOCK_MONOTONIC, comparable with the server's samples on the same machine
+        "t1": t1,
         "fps_min": min(fps) if fps else 0.0,
         "fps_mean": round(sum(fps) / len(fps), 2) if fps else 0.0,
         "client_cpu_s_per_s": round((cpu1 - cpu0) / max(1e-9, t1 - t0), 3),

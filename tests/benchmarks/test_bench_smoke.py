@@ -105,6 +105,11 @@ def test_suite_figures(results: Path) -> None:
     assert set(e2e["split_ms"]) >= {"lookahead", "queueing", "compute", "encode"}
     assert e2e["browser"]["skipped"] or "latency_ms" in e2e["browser"]
 
+    viewers = _strict_json(results / "viewers.json")["figures"]
+    assert [r["viewers"] for r in viewers["direct"]] == [1, 2]
+    assert all(r["connected"] == r["viewers"] and r["viewer_fps_min"] > 0 for r in viewers["direct"])
+    assert viewers["sfu"].get("skipped") or viewers["sfu"]
+
     conc = _strict_json(results / "concurrency.json")["figures"]
     assert conc["by_sessions"] and conc["by_sessions"][0]["sessions"] == 1
 
