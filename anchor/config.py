@@ -260,6 +260,21 @@ class BroadcastConfig:
     viewer_timeout_s: float = 4.0  # no RTCP from a connected viewer this long: evicted
     encode_threads: int = 1  # libvpx / libx264 threads inside the one encode worker
     record_dir: str = "recordings"  # where POST /record writes (a name, never a path, is sent)
+    # RTP URLs the one encoded stream is published to (an SFU such as Janus), e.g.
+    # "rtp://127.0.0.1:5004"; README "Serving a large audience"
+    publish: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TtsConfig:
+    """Offline text to speech in front of the pipeline (`anchor.tts`)."""
+
+    engine: str = "auto"  # auto | festival | espeak-ng (auto: festival for English if installed)
+    voice: str = ""  # the engine's voice; "" = its default (festival: HTS slt; espeak-ng: language)
+    language: str = "en"  # espeak-ng language code (festival's voices are English)
+    rate: float = 1.0  # speaking-rate multiplier (1.0 = the voice's own)
+    max_chars: int = 5000  # longer text is refused
+    sentence_max_chars: int = 400  # longer sentences are split at commas, then spaces
 
 
 @dataclass(frozen=True)
@@ -276,6 +291,7 @@ class AnchorConfig:
     compose: ComposeConfig = field(default_factory=ComposeConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -45,3 +45,7 @@ class StreamError(AnchorError):
 
 class BenchError(AnchorError):
     pass
+
+
+class TtsError(AnchorError):
+    pass

@@ -48,11 +48,19 @@ def plan(opts: BenchOptions) -> tuple[tuple[int, ...], float]:
     return COUNTS, 60.0
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ServerProcess:
     """`anchor serve` on a free loopback port, in its own process."""
 
-    def __init__(self, avatar: Path | None, extra: list[str]) -> None:
-        args = [sys.executable, "-m", "anchor.cli", *extra, "serve", "--port", "0"]
+    def __init__(self, avatar: Path | None, extra: list[str],
+                 serve_args: list[str] | None = None) -> None:
+        args = [sys.executable, "-m", "anchor.cli", *extra, "serve", "--port", "0",
+                *(serve_args or [])]
         if avatar is not None:
             args += ["--avatar", str(avatar)]
         env = {**os.environ, "ANCHOR_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
@@ -75,8 +83,7 @@ class ServerProcess:
         raise RuntimeError(f"anchor serve did not start: {self.log.read()[-2000:]}")
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_s(self.proc.pid)
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -112,7 +119,8 @@ async def push_speech(url: str, audio: np.ndarray, stop: asyncio.Event) -> None:
             await asyncio.sleep(max(0.0, t0 + k * 0.02 - loop.time()))
 
 
-async def sample(server: ServerProcess, stop: asyncio.Event, out: list[dict[str, Any]]) -> None:
+async def sample(server: ServerProcess, stop: asyncio.Event, out: list[dict[str, Any]],
+                 others: dict[str, int]) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
@@ -122,16 +130,20 @@ async def sample(server: ServerProcess, stop: asyncio.Event, out: list[dict[str,
                 async with session.get(f"{server.url}/healthz") as resp:
                     health = await resp.json()
                 out.append({"t": t, "cpu_s": server.cpu_s(), "rss_mb": server.rss_mb(),
-                            "fps": health.get("fps", 0.0), "broadcast": health.get("broadcast", {})})
+                            "fps": health.get("fps", 0.0), "broadcast": health.get("broadcast", {}),
+                            "others": {k: process_cpu_s(pid) for k, pid in others.items()}})
             await asyncio.sleep(0.5)
 
 
 async def measure(server: ServerProcess, n: int, seconds: float, audio: np.ndarray,
-                  client_args: list[str]) -> dict[str, Any]:
+                  client_args: list[str], others: dict[str, int] | None = None) -> dict[str, Any]:
+    """N viewers (`python -m CLIENT_ARGS... N SECONDS --json OUT`) against the running server;
+    `others` are more processes whose CPU to report (an SFU)."""
     stop = asyncio.Event()
     samples: list[dict[str, Any]] = []
+    others = others or {}
     tasks = [asyncio.create_task(push_speech(server.url, audio, stop)),
-             asyncio.create_task(sample(server, stop, samples))]
+             asyncio.create_task(sample(server, stop, samples, others))]
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", *client_args, str(n), str(seconds), "--json", out.name,
@@ -162,6 +174,8 @@ async def measure(server: ServerProcess, n: int, seconds: float, audio: np.ndarr
         "evictions": b1.get("evictions", 0),
         "seconds": result["seconds"],
         "per_viewer_fps": [v["fps"] for v in result["per_viewer"]],
+        **{f"{k}_cpu_cores": round((last["others"][k] - first["others"][k]) / span, 3)
+           for k in others},
     }
 
 
@@ -197,8 +211,8 @@ def sfu_figures(cfg: AnchorConfig, opts: BenchOptions, counts: tuple[int, ...], 
                 audio: np.ndarray) -> dict[str, Any]:
     """The same viewers through Janus (filled in where Janus and the publisher exist)."""
     try:
-        from benchmarks.sfu_bench import run_sfu  # type: ignore[import-not-found]
-    except ImportError:
+        from benchmarks.sfu_bench import run_sfu
+    except ImportError:  # a checkout without the publisher
         return {"skipped": True, "reason": "the SFU benchmark is not available in this checkout"}
     result: dict[str, Any] = run_sfu(cfg, opts, counts, seconds, audio)
     return result
@@ -214,13 +228,15 @@ def summary(figures: dict[str, Any]) -> str:
             continue
         lines.append(f"{mode}:")
         lines.append(f"{'N':>4} {'viewer fps min':>14} {'mean':>6} {'anchor fps min':>14} "
-                     f"{'server cores':>12} {'RSS MB':>7} {'client cores':>12} {'encode ms':>9}")
+                     f"{'anchor cores':>12} {'RSS MB':>7} {'client cores':>12} {'encode ms':>9}"
+                     f"{' janus cores':>12}")
         for r in rows:
+            janus = r.get("janus_cpu_cores")
             lines.append(
                 f"{r['viewers']:>4} {r['viewer_fps_min']:>14.1f} {r['viewer_fps_mean']:>6.1f} "
                 f"{r['anchor_fps_min']:>14.1f} {r['server_cpu_cores']:>12.2f} "
                 f"{r['server_rss_mb_max']:>7.0f} {r['client_cpu_cores']:>12.2f} "
-                f"{(r['encode_ms'] or 0):>9.1f}"
+                f"{(r['encode_ms'] or 0):>9.1f}" + (f"{janus:>12.2f}" if janus is not None else "")
             )
     return "\n".join(lines)
 

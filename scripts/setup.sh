@@ -6,10 +6,12 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   espeak-ng sox            # offline TTS for `anchor serve` text input and test fixtures
+  festival festvox-us-slt-hts  # the default offline TTS voice (HTS, far better than espeak-ng)
   libportaudio2            # sounddevice (--mic)
   pulseaudio libasound2-plugins  # a virtual input device for the --mic tests
   chromium chromium-driver # the real-browser end-to-end test
   iproute2 util-linux      # `unshare --net` + `ip link` for the loopback-only browser test
+  janus                    # the SFU `anchor serve --publish` feeds (its streaming plugin)
 )
 if command -v apt-get >/dev/null 2>&1; then
   SUDO=""

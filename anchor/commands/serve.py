@@ -1,4 +1,5 @@
-"""`anchor serve [--avatar BUNDLE] [--host H] [--port P] [--mic | --play FILE] [--record FILE]`.
+"""`anchor serve [--avatar BUNDLE] [--host H] [--port P] [--mic | --play FILE] [--record FILE]
+[--publish URL ...]`.
 
 Streams the avatar to browsers (web client at /, WebRTC at /offer, WHEP at /whep) and takes
 speech from the websocket (/ws/audio), uploads (/speak), browser microphones, the server's
@@ -25,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--mic", action="store_true", help="speak from this machine's microphone")
     source.add_argument("--play", metavar="FILE", help="speak this audio file once at start")
+    parser.add_argument("--publish", metavar="URL", action="append",
+                        help="also publish the one encoded stream as RTP to an SFU, e.g. "
+                             "rtp://127.0.0.1:5004 (Janus streaming plugin; README 'Serving a "
+                             "large audience'); repeat for several (default: broadcast.publish)")
     parser.add_argument("--record", metavar="FILE",
                         help="record the broadcast as sent: FILE.mp4 (H.264 + Opus, fragmented) "
                              "or FILE.webm/.mkv (VP8 + Opus); finalised on Ctrl-C")
@@ -41,7 +46,11 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
         server = dataclasses.replace(server, host=args.host)
     if args.port is not None:
         server = dataclasses.replace(server, port=args.port)
+    from anchor.stream.publish import PublishTarget
     from anchor.stream.record import check_record_path
+
+    publish = tuple(args.publish) if args.publish else cfg.broadcast.publish
+    targets = [PublishTarget.parse(u) for u in publish]  # one-line error before models load
 
     record = Path(args.record) if args.record else None
     if record is not None:
@@ -66,6 +75,8 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
             f"live latency target {latency:.0f} ms",
             flush=True,
         )
+        for target in targets:
+            print(f"anchor: publishing RTP to {target.url}", flush=True)
         if origin == "generated":
             print(f"anchor: push/speak/interrupt token: {token}  (set {ENV_TOKEN} to choose one)",
                   flush=True)
@@ -75,7 +86,7 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
 
     asyncio.run(serve(
         models, server, token, mic=args.mic, play=play, on_ready=ready, broadcast=cfg.broadcast,
-        record=record,
+        record=record, publish=publish,
     ))
     print("anchor: stopped", flush=True)
     return 0

@@ -22,8 +22,11 @@ viewers' senders only read their own feeds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -172,6 +175,12 @@ class AudioEncoder:
         return out
 
 
+def _below_render_priority() -> None:
+    """The encode thread yields the CPU to the render workers (render and clock come first)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 4)  # Linux: per thread
+
+
 class ViewerFeed:
     """One viewer's (or the recorder's) view of the shared encoded stream."""
 
@@ -262,7 +271,9 @@ class SharedEncoder:
             "encoder", 1000.0, DropPolicy.DROP_OLDEST, lambda _f: frame_ms
         )
         broadcaster.add_sink(self._accept, self.flush_audio)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-encode")
+        self._pool = ThreadPoolExecutor(
+            1, thread_name_prefix="anchor-encode", initializer=_below_render_priority
+        )
         self._video: dict[str, VideoEncoder] = {}
         self._audio = AudioEncoder(sample_rate, fps, cfg)
         self._feeds: dict[int, ViewerFeed] = {}

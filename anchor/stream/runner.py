@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -45,7 +45,11 @@ async def serve(
     stop: asyncio.Event | None = None,
     broadcast: BroadcastConfig | None = None,
     record: Path | None = None,
+    publish: Sequence[str] = (),
 ) -> None:
+    from anchor.stream.publish import PublishTarget, RtpPublisher
+
+    targets = [PublishTarget.parse(u) for u in publish]  # a bad URL fails before anything starts
     if mic:
         from anchor.stream.mic import check_input_device
 
@@ -66,7 +70,12 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     tasks: list[asyncio.Task[None]] = []
+    publishers: list[RtpPublisher] = []
     try:
+        for target in targets:
+            publisher = RtpPublisher(server.encoder, session.clock, target)
+            await publisher.start()
+            publishers.append(publisher)
         if play is not None:
             await session.speak_file(play)
         if mic:
@@ -86,6 +95,8 @@ async def serve(
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for publisher in publishers:
+            await publisher.aclose()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
