@@ -53,9 +53,10 @@ class Viewer:
         pc = self.pc
         video = pc.addTransceiver("video", direction="recvonly")
         if codec is not None:
-            caps = RTCRtpReceiver.getCapabilities("video").codecs
+            caps = RTCRtpReceiver.getCapabilities("video")
+            assert caps is not None
             video.setCodecPreferences(
-                [c for c in caps if c.mimeType.lower() == f"video/{codec.lower()}"]
+                [c for c in caps.codecs if c.mimeType.lower() == f"video/{codec.lower()}"]
             )
         pc.addTransceiver("audio", direction="recvonly")
 

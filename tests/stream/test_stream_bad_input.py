@@ -236,17 +236,22 @@ def build_probes(offer: str, sendonly: str, inactive: str) -> list[tuple[Probe, 
 
 def run_probes(
     base_url: str, probes: list[tuple[Probe, int | tuple[int, ...], str]], min_s: float = 3.0
-) -> list[list[Outcome | BaseException]]:
-    """Run every probe in order from this (second) thread's own event loop, round after round
-    until `min_s` have passed (so the viewer's frame rate is measured over seconds)."""
+) -> list[list[Outcome | BaseException | None]]:
+    """Run every probe in order from this process's own event loop, round after round until
+    `min_s` have passed (so the viewer's frame rate is measured over seconds). The megabyte
+    probes run in the first round only: once shows the answer, and repeating them would only
+    measure loopback bandwidth on a 2-core machine. Skipped ones are None."""
 
-    async def main() -> list[list[Outcome | BaseException]]:
-        rounds: list[list[Outcome | BaseException]] = []
+    async def main() -> list[list[Outcome | BaseException | None]]:
+        rounds: list[list[Outcome | BaseException | None]] = []
         t0 = time.monotonic()
         async with aiohttp.ClientSession(base_url) as http_client:
-            while not rounds or (time.monotonic() - t0 < min_s and len(rounds) < 10):
-                results: list[Outcome | BaseException] = []
+            while not rounds or (time.monotonic() - t0 < min_s and len(rounds) < 200):
+                results: list[Outcome | BaseException | None] = []
                 for probe, _status, _phrase in probes:
+                    if rounds and " MB" in getattr(probe, "probe_name", ""):
+                        results.append(None)
+                        continue
                     try:
                         results.append(await probe(http_client))
                     except Exception as exc:  # recorded: a probe must not end the run
@@ -265,8 +270,8 @@ def probe_process(base_url: str, offers: tuple[str, str, str], out: Any) -> None
     t0 = time.monotonic()  # CLOCK_MONOTONIC: the same clock in both processes
     rounds = run_probes(base_url, probes)
     t1 = time.monotonic()
-    out.put((t0, t1, [[r if isinstance(r, Outcome) else RuntimeError(str(r)) for r in rs]
-                      for rs in rounds]))
+    out.put((t0, t1, [[r if r is None or isinstance(r, Outcome) else RuntimeError(str(r))
+                       for r in rs] for rs in rounds]))
 
 
 def test_bad_input_probe_gets_clear_answers_while_a_viewer_keeps_25_fps(
@@ -288,7 +293,7 @@ def test_bad_input_probe_gets_clear_answers_while_a_viewer_keeps_25_fps(
                 target=probe_process, args=(base, (offer, sendonly, inactive), results)
             )
             worker.start()
-            got: tuple[float, float, list[list[Outcome | BaseException]]] | None = None
+            got: tuple[float, float, list[list[Outcome | BaseException | None]]] | None = None
             async with asyncio.timeout(120):
                 while got is None:
                     await asyncio.sleep(0.1)
@@ -302,7 +307,8 @@ def test_bad_input_probe_gets_clear_answers_while_a_viewer_keeps_25_fps(
             await viewer.close()
 
             failures = []
-            outcomes = [(p, out) for rs in rounds for p, out in zip(probes, rs, strict=True)]
+            outcomes = [(p, out) for rs in rounds for p, out in zip(probes, rs, strict=True)
+                        if out is not None]
             for (_probe, status, phrase), outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     failures.append(f"{outcome!r}")
