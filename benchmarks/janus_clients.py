@@ -23,18 +23,47 @@ import contextlib
 import json
 import logging
 import secrets
-import sys
 import time
 from typing import Any
 
 import aiohttp
 from aiortc import RTCSessionDescription
 
-from benchmarks.viewer_clients import LightViewer, _cpu_s
+from benchmarks.viewer_clients import LightViewer, measure_viewers, write_result
 
 log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 25.0  # Janus's default session_timeout is 60 s
+
+
+# A private network namespace for Janus: lo carries RTP + signalling, and a veth pair that exists
+# only inside it gives Janus's ICE (libnice, which never gathers loopback) a candidate.
+NETNS_SETUP = (
+    "ip link set lo up && ip link add sfu0 type veth peer name sfu1 && "
+    "ip addr add 10.203.0.1/30 dev sfu0 && ip link set sfu0 up && ip link set sfu1 up"
+)
+
+
+async def wait_for_janus(url: str, proc: Any, log: Any = None, timeout_s: float = 15.0) -> None:
+    """Until Janus's HTTP API answers `GET /info`; RuntimeError (with its log tail, when a log
+    path is given) if it exits or never answers."""
+
+    def tail() -> str:
+        return f":\n{log.read_text()[-2000:]}" if log is not None else ""
+
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"janus exited {proc.returncode}{tail()}")
+            try:
+                async with http.get(f"{url}/info") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"janus API never answered{tail()}")
 
 
 class JanusError(RuntimeError):
@@ -169,41 +198,11 @@ async def run_janus_viewers(
     viewers = [JanusViewer(i) for i in range(n)]
     connector = aiohttp.TCPConnector(limit=0)  # one long poll per viewer stays open
     async with aiohttp.ClientSession(connector=connector) as http:
-        t_connect = time.monotonic()
-        results = await asyncio.gather(
-            *(v.watch(http, janus_http_url, mountpoint_id) for v in viewers),
-            return_exceptions=True,
+        result = await measure_viewers(
+            viewers, [v.watch(http, janus_http_url, mountpoint_id) for v in viewers], seconds,
+            warmup_s=warmup_s, connect_timeout_s=connect_timeout_s,
         )
-        for v, r in zip(viewers, results, strict=True):
-            if isinstance(r, BaseException):
-                v.error = f"{type(r).__name__}: {r}"
-        live = [v for v in viewers if not v.error]
-        deadline = time.monotonic() + connect_timeout_s
-        while time.monotonic() < deadline and not all(len(v.video.arrivals) >= 3 for v in live):
-            await asyncio.sleep(0.1)
-        connected_s = time.monotonic() - t_connect
-        await asyncio.sleep(warmup_s)
-        cpu0, t0 = _cpu_s(), time.monotonic()
-        await asyncio.sleep(seconds)
-        t1, cpu1 = time.monotonic(), _cpu_s()
-        per_viewer = [v.stats(t0, t1) for v in viewers]
-        await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
-    fps = [p["fps"] for p in per_viewer if not p["error"]]
-    return {
-        "viewers": n,
-        "via": "janus",
-        "janus": janus_http_url,
-        "mountpoint": mountpoint_id,
-        "connected": len(fps),
-        "connect_s": round(connected_s, 2),
-        "seconds": round(t1 - t0, 2),
-        "t0": t0,  # CLOCK_MONOTONIC, comparable with the server's samples on the same machine
-        "t1": t1,
-        "fps_min": min(fps) if fps else 0.0,
-        "fps_mean": round(sum(fps) / len(fps), 2) if fps else 0.0,
-        "client_cpu_s_per_s": round((cpu1 - cpu0) / max(1e-9, t1 - t0), 3),
-        "per_viewer": per_viewer,
-    }
+    return {**result, "via": "janus", "janus": janus_http_url, "mountpoint": mountpoint_id}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,12 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     result = asyncio.run(run_janus_viewers(args.janus, args.mountpoint, args.n, args.seconds,
                                            warmup_s=args.warmup))
-    text = json.dumps(result)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text + "\n")
+    write_result(result, args.json)
     return 0
 
 

@@ -25,12 +25,9 @@ import numpy as np
 
 from anchor.config import AnchorConfig
 from benchmarks.common import BenchOptions
+from benchmarks.janus_clients import NETNS_SETUP, wait_for_janus
 from benchmarks.viewers import REPO, ServerProcess, measure
 
-NETNS_SETUP = (
-    "ip link set lo up && ip link add sfu0 type veth peer name sfu1 && "
-    "ip addr add 10.203.0.1/30 dev sfu0 && ip link set sfu0 up && ip link set sfu1 up"
-)
 PUBLISH = "rtp://127.0.0.1:5004"
 
 
@@ -66,23 +63,6 @@ def run_sfu(cfg: AnchorConfig, opts: BenchOptions, counts: tuple[int, ...], seco
         return json.loads(out.read_text())
 
 
-async def _wait_for_janus(url: str, proc: subprocess.Popen[bytes]) -> None:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http:
-        for _ in range(150):
-            if proc.poll() is not None:
-                raise RuntimeError(f"janus exited with {proc.returncode}")
-            try:
-                async with http.get(f"{url}/info") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError("janus did not answer on its HTTP API")
-
-
 def inside(spec: dict[str, Any]) -> None:
     """Inside the namespace: Janus, `anchor serve --publish`, then N Janus viewers per count."""
     from anchor.stream.publish import PublishTarget, write_janus_config
@@ -98,7 +78,7 @@ def inside(spec: dict[str, Any]) -> None:
                            ["--set", f"broadcast.max_viewers={max(counts) + 10}"],
                            serve_args=["--publish", PUBLISH])
     try:
-        asyncio.run(_wait_for_janus(janus_cfg.http_url, janus))
+        asyncio.run(wait_for_janus(janus_cfg.http_url, janus, tmp / "janus.log"))
         server.wait_ready()
         time.sleep(2.0)  # Janus learns the stream (and its first keyframe)
         for n in counts:

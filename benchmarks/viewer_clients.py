@@ -20,6 +20,7 @@ import queue
 import resource
 import sys
 import time
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -109,39 +110,31 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-async def run_viewers(
-    base: str, n: int, seconds: float, *, whep: bool = False, warmup_s: float = 3.0,
-    connect_timeout_s: float = 30.0,
+async def measure_viewers(
+    viewers: Sequence[LightViewer], connects: list[Awaitable[None]], seconds: float, *,
+    warmup_s: float = 3.0, connect_timeout_s: float = 30.0,
 ) -> dict[str, Any]:
-    """Connect n viewers, wait until all receive (or warmup_s), then measure for `seconds`."""
-    import aiohttp
-
-    from anchor.stream.ice import enable_loopback_candidates
-
-    enable_loopback_candidates()
-    viewers = [LightViewer(i) for i in range(n)]
-    async with aiohttp.ClientSession() as session:
-        t_connect = time.monotonic()
-        results = await asyncio.gather(
-            *(v.connect(session, base, whep) for v in viewers), return_exceptions=True
-        )
-        for v, r in zip(viewers, results, strict=True):
-            if isinstance(r, BaseException):
-                v.error = str(r)
-        live = [v for v in viewers if not v.error]
-        deadline = time.monotonic() + connect_timeout_s
-        while time.monotonic() < deadline and not all(len(v.video.arrivals) >= 3 for v in live):
-            await asyncio.sleep(0.1)
-        connected_s = time.monotonic() - t_connect
-        await asyncio.sleep(warmup_s)
-        cpu0, t0 = _cpu_s(), time.monotonic()
-        await asyncio.sleep(seconds)
-        t1, cpu1 = time.monotonic(), _cpu_s()
-        per_viewer = [v.stats(t0, t1) for v in viewers]
-        await asyncio.gather(*(v.close() for v in viewers))
+    """Run the viewers' `connects`, wait until all receive (or the timeout), warm up, measure
+    for `seconds`, close them; the result every viewer benchmark shares."""
+    t_connect = time.monotonic()
+    results = await asyncio.gather(*connects, return_exceptions=True)
+    for v, r in zip(viewers, results, strict=True):
+        if isinstance(r, BaseException):
+            v.error = f"{type(r).__name__}: {r}"
+    live = [v for v in viewers if not v.error]
+    deadline = time.monotonic() + connect_timeout_s
+    while time.monotonic() < deadline and not all(len(v.video.arrivals) >= 3 for v in live):
+        await asyncio.sleep(0.1)
+    connected_s = time.monotonic() - t_connect
+    await asyncio.sleep(warmup_s)
+    cpu0, t0 = _cpu_s(), time.monotonic()
+    await asyncio.sleep(seconds)
+    t1, cpu1 = time.monotonic(), _cpu_s()
+    per_viewer = [v.stats(t0, t1) for v in viewers]
+    await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
     fps = [p["fps"] for p in per_viewer if not p["error"]]
     return {
-        "viewers": n,
+        "viewers": len(viewers),
         "connected": len(fps),
         "connect_s": round(connected_s, 2),
         "seconds": round(t1 - t0, 2),
@@ -152,6 +145,34 @@ async def run_viewers(
         "client_cpu_s_per_s": round((cpu1 - cpu0) / max(1e-9, t1 - t0), 3),
         "per_viewer": per_viewer,
     }
+
+
+async def run_viewers(
+    base: str, n: int, seconds: float, *, whep: bool = False, warmup_s: float = 3.0,
+    connect_timeout_s: float = 30.0,
+) -> dict[str, Any]:
+    """Connect n viewers to the anchor itself and measure them (`measure_viewers`)."""
+    import aiohttp
+
+    from anchor.stream.ice import enable_loopback_candidates
+
+    enable_loopback_candidates()
+    viewers = [LightViewer(i) for i in range(n)]
+    async with aiohttp.ClientSession() as session:
+        return await measure_viewers(
+            viewers, [v.connect(session, base, whep) for v in viewers], seconds,
+            warmup_s=warmup_s, connect_timeout_s=connect_timeout_s,
+        )
+
+
+def write_result(result: dict[str, Any], path: str | None) -> None:
+    """The result as one JSON object, to `path` or stdout."""
+    text = json.dumps(result)
+    if path:
+        with open(path, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,12 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     result = asyncio.run(run_viewers(args.url.rstrip("/"), args.n, args.seconds, whep=args.whep,
                                      warmup_s=args.warmup))
-    text = json.dumps(result)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text + "\n")
+    write_result(result, args.json)
     return 0
 
 

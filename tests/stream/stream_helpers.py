@@ -8,6 +8,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator
 
+import numpy as np
 from aiohttp.test_utils import TestClient, TestServer
 
 from anchor.config import BroadcastConfig, ServerConfig
@@ -99,3 +100,19 @@ class Viewer:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def push_paced(client: TestClient, x: np.ndarray) -> float:
+    """Push 16 kHz float audio over /ws/audio in real time (20 ms chunks on absolute deadlines)
+    and close; returns when (time.monotonic) the first chunk was sent."""
+    ws = await client.ws_connect("/ws/audio", headers=auth())
+    await ws.send_str('{"sample_rate": 16000}')
+    await ws.receive_json(timeout=5)
+    t_push = time.monotonic()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for k, i in enumerate(range(0, len(x), 320)):
+        await ws.send_bytes((x[i : i + 320] * 32767).astype("<i2").tobytes())
+        await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.02 - loop.time()))
+    await ws.close()
+    return t_push

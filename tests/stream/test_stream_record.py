@@ -21,7 +21,7 @@ import av
 import numpy as np
 import pytest
 from pipeline_helpers import speechlike
-from stream_helpers import auth, running_app
+from stream_helpers import auth, push_paced, running_app
 from test_stream_webrtc import (
     connect_viewer,
     flash_models,
@@ -72,16 +72,7 @@ def test_recording_matches_what_a_viewer_received(tmp_path: Path, name: str) -> 
             assert resp.status == 201, await resp.text()
             assert (await client.post("/record", json={"name": "b.mp4"}, headers=auth())).status == 409
             await asyncio.sleep(0.6)
-            ws = await client.ws_connect("/ws/audio", headers=auth())
-            await ws.send_str('{"sample_rate": 16000}')
-            await ws.receive_json(timeout=5)
-            t_push = time.monotonic()
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            for k, i in enumerate(range(0, len(x), 320)):
-                await ws.send_bytes((x[i : i + 320] * 32767).astype("<i2").tobytes())
-                await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.02 - loop.time()))
-            await ws.close()
+            t_push = await push_paced(client, x)
             await asyncio.sleep(0.6)
             recorder = server.recorder
             assert recorder is not None

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpSrPacket, RtpPacket
-from stream_helpers import running_app
+from stream_helpers import push_paced, running_app
 
 from anchor.pipeline.engine import PipelineModels
 from anchor.stream.publish import (
@@ -39,14 +39,10 @@ from anchor.stream.publish import (
     janus_lib_dir,
     write_janus_config,
 )
+from benchmarks.janus_clients import NETNS_SETUP, wait_for_janus
 
 REPO = Path(__file__).resolve().parents[2]
 INSIDE = "ANCHOR_SFU_NETNS"
-# lo for RTP + signalling; a veth pair (only in the namespace) for Janus's ICE candidates
-NETNS_SETUP = (
-    "ip link set lo up && ip link add sfu0 type veth peer name sfu1 && "
-    "ip addr add 10.203.0.1/30 dev sfu0 && ip link set sfu0 up && ip link set sfu1 up"
-)
 
 
 # -- the URL ---------------------------------------------------------------------------------------
@@ -315,22 +311,6 @@ if os.environ.get(INSIDE):  # only inside the namespace the test above makes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
-    async def wait_for_janus(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-        import aiohttp
-
-        async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                if proc.poll() is not None:
-                    raise AssertionError(f"janus exited {proc.returncode}:\n{log.read_text()[-2000:]}")
-                try:
-                    async with http.get(f"{url}/info") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"janus API never answered:\n{log.read_text()[-2000:]}")
-
     async def decoding_janus_viewer(url: str, mountpoint: int) -> Any:
         """A full aiortc viewer (decodes) through Janus, recording frames and sender reports."""
         import aiohttp
@@ -364,7 +344,6 @@ if os.environ.get(INSIDE):  # only inside the namespace the test above makes
 
     def test_inside_netns_janus_viewers(tmp_path: Path) -> None:
         from pipeline_helpers import SPF, speechlike
-        from stream_helpers import auth
         from test_stream_webrtc import flash_models, onset, rtp_origin, sender_time
 
         from benchmarks.janus_clients import run_janus_viewers
@@ -418,16 +397,7 @@ if os.environ.get(INSIDE):  # only inside the namespace the test above makes
                         # the sound starts on a frame boundary (frame 25), as in the direct test
                         x = np.concatenate([np.zeros(25 * SPF, np.float32), speechlike(1.0),
                                             np.zeros(16000, np.float32)])
-                        ws = await client.ws_connect("/ws/audio", headers=auth())
-                        await ws.send_str('{"sample_rate": 16000}')
-                        await ws.receive_json(timeout=5)
-                        t_push = time.monotonic()
-                        loop = asyncio.get_running_loop()
-                        t0 = loop.time()
-                        for k, i in enumerate(range(0, len(x), 320)):
-                            await ws.send_bytes((x[i : i + 320] * 32767).astype("<i2").tobytes())
-                            await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.02 - loop.time()))
-                        await ws.close()
+                        t_push = await push_paced(client, x)
                         await asyncio.sleep(1.0)
                     finally:
                         await close()

@@ -21,7 +21,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtcpSrPacket
 from pipeline_helpers import SPF, loudness_infer, speechlike
-from stream_helpers import auth, running_app
+from stream_helpers import push_paced, running_app
 
 from anchor.compose.idle import IdleLoop
 from anchor.config import AnchorConfig, StreamingConfig
@@ -160,16 +160,7 @@ def test_webrtc_loopback_av_sync() -> None:
             async with asyncio.timeout(15):
                 while len(got["video"]) < 5 or len(got["audio"]) < 5:
                     await asyncio.sleep(0.05)
-            ws = await client.ws_connect("/ws/audio", headers=auth())
-            await ws.send_str('{"sample_rate": 16000}')
-            await ws.receive_json(timeout=5)
-            t_push = time.monotonic()
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            for k, i in enumerate(range(0, len(x), 320)):
-                await ws.send_bytes((x[i : i + 320] * 32767).astype("<i2").tobytes())
-                await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.02 - loop.time()))
-            await ws.close()
+            t_push = await push_paced(client, x)
             await asyncio.sleep(0.3)
             await pc.close()
             for t in pc._anchor_tasks:  # type: ignore[attr-defined]
