@@ -1,5 +1,6 @@
 // anchor web client: watch the anchor over WebRTC, push a microphone (as a WebRTC track or over
-// the websocket), interrupt, speak a file, and show live stats. Plain JS, no build step.
+// the websocket), interrupt, speak a file or a typed text, and show live stats. Plain JS, no
+// build step.
 "use strict";
 
 (() => {
@@ -232,6 +233,26 @@
     message(`queued ${file.name}`);
   }
 
+  // POST /say: the server synthesises the text and speaks it sentence by sentence (queued like a
+  // file; Interrupt stops it). Errors (empty, too long, markup, no TTS engine) come back as one line.
+  async function say() {
+    const text = $("say-text").value;
+    if (!text.trim()) throw new Error("type something to say first");
+    const body = { text };
+    const voice = $("say-voice").value.trim();
+    if (voice) body.voice = voice;
+    const resp = await fetch("/say", {
+      method: "POST",
+      headers: { ...authHeaders(), "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (!resp.ok) throw new Error(await errorText(resp));
+    const r = await resp.json();
+    const ahead = r.ahead ? `, ${r.ahead} ahead` : "";
+    message(r.status === "queued" ? `saying ${r.id}${ahead}` : `${r.id}: ${r.status}`);
+    return r;
+  }
+
   // ---------------------------------------------------------------------------------------------
   // stats: server stamps over the data channel + the browser's own getStats
 
@@ -393,6 +414,13 @@
   $("hangup").addEventListener("click", hangup);
   $("interrupt").addEventListener("click", guard(interrupt));
   $("speak").addEventListener("click", guard(speak));
+  $("say").addEventListener("click", guard(say));
+  $("say-text").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
+      ev.preventDefault();
+      guard(say)();
+    }
+  });
   $("unmute").addEventListener("change", () => { video.muted = !$("unmute").checked; });
   $("show-mouth").addEventListener("change", drawMouthBox);
   video.muted = true;  // autoplay policies: start muted, the checkbox turns sound on
@@ -401,6 +429,7 @@
     connect,
     hangup,
     interrupt,
+    say,
     regionActivity,
     loadInfo,
     stats: () => state.stats,

@@ -1,6 +1,9 @@
-"""`anchor render AUDIO [--avatar BUNDLE] -o out.mp4`: a talking-anchor MP4 (H.264 + AAC).
+"""`anchor render (AUDIO | --text "..." | --script FILE.txt) [--avatar BUNDLE] -o out.mp4`.
 
-Runs the serving pipeline's own stages unpaced with a file source and an MP4 sink.
+A talking-anchor MP4 (H.264 + AAC). Runs the serving pipeline's own stages unpaced with a file
+source and an MP4 sink; a text is first synthesised whole with the TTS (tts.engine, tts.voice,
+tts.rate; --voice/--rate override them), checked by the same rules as POST /say (empty,
+longer than tts.max_chars, not UTF-8, markup: one-line error, exit 2).
 """
 
 from __future__ import annotations
@@ -8,27 +11,94 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from anchor.config import AnchorConfig, to_dict
+from anchor.errors import TtsError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("audio", help="speech to lip-sync (any format PyAV decodes)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("audio", nargs="?", help="speech to lip-sync (any format PyAV decodes)")
+    source.add_argument("--text", help="text to speak instead (synthesised with tts.engine)")
+    source.add_argument("--script", metavar="FILE.txt", help="a UTF-8 text file to speak")
+    parser.add_argument("--voice", help="TTS voice for --text/--script (default: tts.voice)")
+    parser.add_argument("--rate", type=float, help="TTS speaking rate (default: tts.rate)")
     parser.add_argument("-o", "--out", required=True, help="output .mp4")
     parser.add_argument("--avatar", help="avatar bundle directory (default: the shipped avatar)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def read_text(text: str | None, script: str | None) -> str | bytes:
+    """The --text, or the --script file's bytes (validate_text says when they are not UTF-8)."""
+    if script is None:
+        return text or ""
+    try:
+        return Path(script).read_bytes()
+    except OSError as exc:
+        raise TtsError(f"--script {script}: {exc.strerror or exc}") from None
+
+
+def synthesise_text(
+    text: str | bytes, cfg: AnchorConfig, voice: str | None, rate: float | None,
+    *, progress: bool = False,
+) -> np.ndarray:
+    """The whole text as 16 kHz mono float32 (TtsError: bad text or no engine, one line)."""
+    import numpy as np
+
+    from anchor.tts import open_synthesizer, validate_text
+
+    clean = validate_text(text, cfg.tts.max_chars)  # before opening the engine: fail fast
+    synth = open_synthesizer(cfg.tts)
+    parts: list[np.ndarray] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="sentence", desc="synthesise")
+    try:
+        for sentence in synth.stream(clean, voice=voice, rate=rate):
+            parts.append(np.asarray(sentence.samples, np.float32).reshape(-1))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        close = getattr(synth, "close", None)
+        if callable(close):
+            close()
+    if not parts:
+        raise TtsError("the TTS produced no speech for that text")
+    return np.concatenate(parts)
+
+
 def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
     from anchor.pipeline.engine import load_models
-    from anchor.pipeline.offline import render_file_to_mp4
+    from anchor.pipeline.offline import render_file_to_mp4, render_samples_to_mp4
 
+    speech = None
+    if args.audio is not None and (args.voice or args.rate is not None):
+        raise TtsError("--voice and --rate apply to --text/--script, not to an audio file")
+    if args.audio is None:
+        from anchor.audio.resample import resample
+
+        text = read_text(args.text, args.script)
+        speech = synthesise_text(text, cfg, args.voice, args.rate, progress=not args.no_progress)
+        if cfg.audio.sample_rate != 16000:  # TTS sentences are 16 kHz
+            speech = resample(speech, 16000, cfg.audio.sample_rate)
     models = load_models(args.avatar, cfg)
     try:
-        result = render_file_to_mp4(args.audio, args.out, models, progress=not args.no_progress)
+        if speech is not None:
+            result = render_samples_to_mp4(speech, args.out, models, progress=not args.no_progress)
+        else:
+            result = render_file_to_mp4(args.audio, args.out, models, progress=not args.no_progress)
     finally:
         models.engine.close()
     info = {

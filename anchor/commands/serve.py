@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
 
     asyncio.run(serve(
         models, server, token, mic=args.mic, play=play, on_ready=ready, broadcast=cfg.broadcast,
-        record=record, publish=publish,
+        record=record, publish=publish, tts=cfg.tts,
     ))
     print("anchor: stopped", flush=True)
     return 0

@@ -151,9 +151,14 @@ class AudioInput:
 class _SpeakJob:
     name: str
     chunks: deque[np.ndarray]  # 16 kHz mono float32, played (and freed) front to back
+    # Resolved once the job is over: True when all of it went into the pipeline, False when it
+    # was dropped (interrupt, a live input, shutdown). Lets /say and /rundown pace themselves.
+    done: asyncio.Future[bool] | None = None
 
-    def release(self) -> None:
+    def release(self, played: bool = False) -> None:
         self.chunks.clear()
+        if self.done is not None and not self.done.done():
+            self.done.set_result(played)
 
 
 def _lower_priority() -> None:
@@ -367,18 +372,29 @@ class AnchorSession:
                 f"busy: {self._speak_queue.maxsize} files are already waiting to be spoken"
             )
 
+    def check_can_queue(self) -> None:
+        """Raise InputBusy now if speech queued now would be refused (a live input owns the
+        session, or the file queue is full)."""
+        self._check_can_queue()
+
     def _queue_job(self, job: _SpeakJob) -> int:
         self._check_can_queue()
         self._speak_queue.put_nowait(job)
         return self._speak_queue.qsize()
 
-    def speak(self, samples16k: np.ndarray, name: str = "speak") -> int:
+    def speak(
+        self, samples16k: np.ndarray, name: str = "speak", *, done: asyncio.Future[bool] | None = None
+    ) -> int:
         """Queue decoded speech (16 kHz mono float32); returns the number of jobs waiting.
 
-        Raises InputBusy when a live input owns the session or too many files are queued."""
+        `done` (optional) is resolved when the job is over: True once all of it has been pushed
+        into the pipeline (it is then still ~audio_queue_ms from the screen), False when it was
+        dropped. Raises InputBusy when a live input owns the session or too many files are
+        queued (`done` is then left alone)."""
         x = np.asarray(samples16k, np.float32).reshape(-1)
         n = self._chunk_samples
-        return self._queue_job(_SpeakJob(name, deque(x[i : i + n] for i in range(0, x.size, n))))
+        job = _SpeakJob(name, deque(x[i : i + n] for i in range(0, x.size, n)), done)
+        return self._queue_job(job)
 
     async def speak_file(self, path: str | Path, *, max_seconds: float | None = None) -> int:
         """Decode an audio file on the session's decode thread and queue it.
@@ -441,22 +457,24 @@ class AnchorSession:
         while True:
             job = await self._speak_queue.get()
             self._speak_job = job
+            played = False
             try:
-                await self._play(job)
+                played = await self._play(job)
             finally:
                 # Drop every reference to the samples, played or not, crash or not.
-                job.release()
+                job.release(played)
                 self._speak_job = None
                 del job
                 self._trim_soon()
 
-    async def _play(self, job: _SpeakJob) -> None:
+    async def _play(self, job: _SpeakJob) -> bool:
+        """Push the job into the pipeline; True when all of it went in (not interrupted)."""
         await self._input_free.wait()
         if self._input is not None:  # a live input slipped in first: drop the file
             log.warning("dropping %s: input %s is active", job.name, self._input.name)
-            return
+            return False
         if not job.chunks:  # released by an interrupt while it waited for the input
-            return
+            return False
         inp = self.open_input(job.name, self.sample_rate, live=False)
         gen = self.generation
         try:
@@ -464,6 +482,7 @@ class AnchorSession:
                 await inp.push(job.chunks.popleft())
         finally:
             await inp.close()
+        return self.generation == gen
 
     def _drop_speech(self) -> None:
         """Forget every queued file and the one playing (its worker stops at its next push)."""

@@ -9,6 +9,10 @@ Routes:
     GET  /ws/audio         websocket: JSON header then PCM16 chunks (token required)
     POST /speak            audio file upload (raw body or multipart field) (token required)
     POST /interrupt        stop speaking now (token required)
+    POST /say              JSON {text, voice?, rate?}: text to speech, queued like /speak (token)
+    GET  /rundown          what is on air and what is next (token required)
+    POST /rundown          append items (text or audio) played in order with pauses (token)
+    DELETE /rundown        empty the items to come (token required)
     GET  /healthz          JSON status (stats, per-stage latency medians, queues, drops)
     GET  /avatar.json      frame size, fps, mouth box, lookahead and latency target
     GET  /metrics          Prometheus text (this app's own registry)
@@ -26,7 +30,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import BodyPartReader, web
 
@@ -40,6 +44,12 @@ from anchor.stream.ingest import handle_ws_audio
 from anchor.stream.metrics import AnchorMetrics, BroadcastStats
 from anchor.stream.peers import OfferError, PeerManager, ViewerLimit, one_line, wants_audio_send
 from anchor.stream.record import BroadcastRecorder, RecordError
+from anchor.stream.rundown import read_rundown
+from anchor.stream.say import DeskError, SpeechDesk, parse_say, read_bounded
+
+if TYPE_CHECKING:
+    from anchor.config import TtsConfig
+    from anchor.tts import Synthesizer
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +103,8 @@ class AnchorServer:
         owns_session: bool = True,
         broadcast: BroadcastConfig | None = None,
         record: Path | None = None,
+        tts: TtsConfig | None = None,
+        synthesizer: Synthesizer | None = None,
     ) -> None:
         enable_loopback_candidates()
         self.session = session
@@ -111,6 +123,8 @@ class AnchorServer:
         self.ws_counter: dict[str, int] = {"ws": 0}
         self.metrics = AnchorMetrics(session, self.session_counts, self.broadcast_stats)
         session.observers.add(self.metrics)
+        # /say and /rundown: text to speech on its own thread, the order things go on air.
+        self.desk = SpeechDesk(session, cfg, tts, synthesizer)
         app = web.Application(client_max_size=cfg.max_upload_bytes, middlewares=[whep_cors])
         app[SESSION_KEY] = session
         app[PEERS_KEY] = self.peers
@@ -126,6 +140,10 @@ class AnchorServer:
         app.router.add_get("/ws/audio", self.ws_audio)
         app.router.add_post("/speak", self.speak)
         app.router.add_post("/interrupt", self.interrupt)
+        app.router.add_post("/say", self.say)
+        app.router.add_get("/rundown", self.rundown_status)
+        app.router.add_post("/rundown", self.rundown_add)
+        app.router.add_delete("/rundown", self.rundown_clear)
         app.router.add_get("/record", self.record_status)
         app.router.add_post("/record", self.record_start)
         app.router.add_delete("/record", self.record_stop)
@@ -133,7 +151,9 @@ class AnchorServer:
         app.router.add_get("/avatar.json", self.avatar_info)
         app.router.add_get("/metrics", self.metrics_handler)
         app.on_startup.append(self._on_startup)
+        app.on_startup.append(self._start_desk)
         app.on_shutdown.append(self._on_shutdown)
+        app.on_shutdown.insert(0, self._stop_desk)  # before the session it feeds
         self.app = app
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -152,6 +172,12 @@ class AnchorServer:
         await self.encoder.aclose()
         if self.owns_session:
             await self.session.aclose()
+
+    async def _start_desk(self, _app: web.Application) -> None:
+        self.desk.start()
+
+    async def _stop_desk(self, _app: web.Application) -> None:
+        await self.desk.aclose()
 
     def broadcast_stats(self) -> BroadcastStats:
         e, p = self.encoder, self.peers
@@ -452,6 +478,58 @@ class AnchorServer:
             return error(401, "interrupting needs a valid token (Authorization: Bearer T)")
         dropped = await self.session.interrupt("interrupt (HTTP)")
         return web.json_response({"status": "interrupted", "dropped": dropped})
+
+    # -- text: /say and /rundown ---------------------------------------------------------------
+    async def say(self, request: web.Request) -> web.Response:
+        """JSON {"text", "voice"?, "rate"?} (or the text itself as text/plain): spoken sentence
+        by sentence, queued like /speak, stopped by /interrupt. 202 {status, id, ahead,
+        sentences_ready} once the first sentence is synthesised.
+
+        One plain line otherwise: 400 empty, over-long (tts.max_chars), not UTF-8, markup, bad
+        voice/rate, or the engine refused the text; 401 no token; 409 a live input owns the
+        anchor or too much is waiting; 413 body over server.max_signalling_bytes; 503 no TTS
+        engine installed (the message names the Debian package)."""
+        if not self.authorized(request):
+            return error(401, "saying needs a valid token (Authorization: Bearer T)")
+        try:
+            raw = await read_bounded(request, self.cfg.max_signalling_bytes, "/say body")
+            text, voice, rate = parse_say(raw, request.content_type)
+            result = await self.desk.say(text, voice, rate)
+        except DeskError as exc:
+            return error(exc.status, str(exc))
+        return web.json_response(result, status=202)
+
+    async def rundown_status(self, request: web.Request) -> web.Response:
+        """{state, on_air: ITEM|null, next: [ITEM...], done, skipped, say: {on_air, waiting}}."""
+        if not self.authorized(request):
+            return error(401, "the rundown needs a valid token (Authorization: Bearer T)")
+        return web.json_response(self.desk.status())
+
+    async def rundown_add(self, request: web.Request) -> web.Response:
+        """Append items: JSON {"items": [...], "pause_s"?} or multipart (a "rundown" JSON field
+        plus audio file fields; see anchor/stream/rundown.py). 202 {status, ids, rundown}.
+
+        400 bad JSON/items/text, 401, 413 too big/too many/too much audio, 415 undecodable
+        audio, 503 no TTS engine for a text item."""
+        if not self.authorized(request):
+            return error(401, "the rundown needs a valid token (Authorization: Bearer T)")
+        try:
+            specs = await read_rundown(request, self.desk, self.cfg)
+            ids = self.desk.add_rundown(specs)
+        except DeskError as exc:
+            return error(exc.status, str(exc))
+        return web.json_response(
+            {"status": "queued", "ids": ids, "rundown": self.desk.status()}, status=202
+        )
+
+    async def rundown_clear(self, request: web.Request) -> web.Response:
+        """Empty the items to come; the item on air finishes (POST /interrupt cuts it)."""
+        if not self.authorized(request):
+            return error(401, "the rundown needs a valid token (Authorization: Bearer T)")
+        cleared = self.desk.clear_rundown()
+        return web.json_response(
+            {"status": "cleared", "cleared": cleared, "rundown": self.desk.status()}
+        )
 
     # -- health --------------------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from anchor.config import BroadcastConfig, ServerConfig
+from anchor.config import BroadcastConfig, ServerConfig, TtsConfig
 from anchor.errors import StreamError
 from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.session import AnchorSession
@@ -46,6 +46,7 @@ async def serve(
     broadcast: BroadcastConfig | None = None,
     record: Path | None = None,
     publish: Sequence[str] = (),
+    tts: TtsConfig | None = None,
 ) -> None:
     from anchor.stream.publish import PublishTarget, RtpPublisher
 
@@ -55,7 +56,7 @@ async def serve(
 
         check_input_device()  # fail with one line before anything starts
     session = AnchorSession(models, cfg)
-    server = AnchorServer(session, cfg, token, broadcast=broadcast, record=record)
+    server = AnchorServer(session, cfg, token, broadcast=broadcast, record=record, tts=tts)
     runner = web.AppRunner(server.app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port)
