@@ -275,6 +275,30 @@ class TtsConfig:
     rate: float = 1.0  # speaking-rate multiplier (1.0 = the voice's own)
     max_chars: int = 5000  # longer text is refused
     sentence_max_chars: int = 400  # longer sentences are split at commas, then spaces
+    # Phoneme timings sharpen the mouth (lips close on p/b/m, round on oo, open on vowels):
+    # 0 = the TCN alone, 1 = the full constraint (anchor.mouth.visemes).
+    phoneme_mouth: float = 1.0
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Speech-driven head motion and keyword gestures (`anchor.compose.motion`).
+
+    Amplitudes are fractions of the face box (shifts) and degrees (tilt); the motion is a smooth
+    warp of the head region of each frame, so face, mouth and landmarks move together."""
+
+    head: str = "auto"  # auto | on | off (auto: on for avatars with <= auto_max_template_s footage)
+    auto_max_template_s: float = 10.0  # a still photo or a short loop has no motion of its own
+    seed: int = 0  # the same seed and speech give the same motion
+    mode_shift: float = 0.015  # pose modes: head offset, of the face box, per axis at most
+    mode_tilt_deg: float = 1.5  # pose modes: roll at most
+    mode_change_s: float = 0.9  # a new pose mode eases in over this long (each sentence)
+    nod_shift: float = 0.012  # a nod dips the head by up to this (of the face box)
+    nod_peak_s: float = 0.14  # ... reaching its lowest this long after the prosodic peak
+    nod_min_interval_s: float = 0.8  # nods at most this often
+    nod_probability: float = 0.7  # a prosodic peak makes a nod this often (not every accent)
+    nod_threshold_db: float = 3.0  # frame energy this far above its running level makes a peak
+    gestures: bool = True  # play the avatar's keyword gestures (text input)
 
 
 @dataclass(frozen=True)
@@ -292,6 +316,7 @@ class AnchorConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

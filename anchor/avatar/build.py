@@ -37,7 +37,7 @@ from anchor.avatar.bundle import (
 )
 from anchor.compose.body import BodyTemplate
 from anchor.config import AnchorConfig
-from anchor.errors import AvatarError
+from anchor.errors import AnchorError, AvatarError
 
 if TYPE_CHECKING:
     from anchor.face.facial_map import TemplateFrame
@@ -318,10 +318,19 @@ def build_avatar(
     mouth_dataset: str | Path | None = None,
     template_seconds: float = TEMPLATE_SECONDS,
     progress: bool = True,
+    gestures: str | Path | None = None,
 ) -> Path:
-    """Build an avatar bundle at `out` from one video (see the module docstring)."""
+    """Build an avatar bundle at `out` from one video (see the module docstring). `gestures`:
+    a gesture spec (TOML: keyword -> start_s/end_s of VIDEO), checked before anything runs."""
+    from anchor.compose.motion import load_gesture_spec
     from anchor.train.dataset import load_dataset
 
+    gesture_spec = None
+    if gestures is not None:
+        try:
+            gesture_spec = load_gesture_spec(gestures)
+        except AnchorError as exc:
+            raise AvatarError(f"--gestures: {exc}") from None
     video = Path(video)
     out = Path(out)
     if not video.is_file():
@@ -423,14 +432,26 @@ def build_avatar(
             mouth_pca_for(mouth_ckpt, Path(mouth_dataset) if mouth_dataset else None)
             if mouth_checkpoint is not None else dataset / "pca.npz"
         )
+        gesture_set = None
+        if gesture_spec is not None:
+            from anchor.compose.motion import gestures_from_recording
+
+            speaking = load_dataset(dataset).clips[0]
+            try:
+                gesture_set = gestures_from_recording(
+                    gesture_spec, speaking.landmarks, speaking.boxes, cfg.video.fps, video.name
+                )
+            except AnchorError as exc:
+                raise AvatarError(f"--gestures: {exc}") from None
         write_avatar(
             out, name=name, config=bundle_config(cfg, work / "mouth.onnx", renderer_ckpt),
             mouth_onnx=work / "mouth.onnx", renderer_onnx=work / "renderer.onnx",
             pca=pca_path, jaw=JawRegression.load(work / "jaw.npz"), templates=templates,
             body=body, body_video_file=parts / "body.mp4",
-            description=f"built by anchor build-avatar from {video.name}",
+            description=f"built by anchor build-avatar from {video.name}", gestures=gesture_set,
         )
-        return {"bundle": str(out)}
+        return {"bundle": str(out),
+                "gestures": [g.name for g in gesture_set.gestures] if gesture_set else []}
 
     steps = [
         Step("prepare", prepare, f"{video.name} -> dataset"),

@@ -43,6 +43,7 @@ from anchor.avatar.build import (
 )
 from anchor.avatar.bundle import bundle_size, default_avatar_path, write_avatar
 from anchor.compose.body import BodyTemplate
+from anchor.compose.motion import Gesture, GestureSet, drawn_gesture
 from anchor.config import AnchorConfig
 from anchor.errors import AnchorError, AvatarError
 
@@ -70,6 +71,20 @@ def default_config(cfg: AnchorConfig, epochs: int) -> AnchorConfig:
         renderer=renderer_preset(RENDERER_PRESET),
         renderer_train=dataclasses.replace(cfg.renderer_train, epochs=epochs),
     )
+
+
+def default_gestures(fps: int) -> GestureSet:
+    """Drawn keyword gestures for the default avatar (a photo has no recorded ones): a nod on
+    assent, a head tilt on a turn of the argument, a lean towards the camera on urgency."""
+    return GestureSet.of([
+        Gesture("nod", ("yes", "agreed", "confirmed", "indeed", "welcome", "thank you"),
+                drawn_gesture("nod", 1.4, fps), probability=0.8, source="drawn: nod"),
+        Gesture("tilt", ("however", "but", "perhaps", "meanwhile", "question"),
+                drawn_gesture("tilt", 1.4, fps), probability=0.6, source="drawn: tilt"),
+        Gesture("lean", ("breaking", "urgent", "important", "tonight", "developing"),
+                drawn_gesture("lean", 1.4, fps), probability=1.0, ramp_in_s=0.6, hold_s=0.5,
+                source="drawn: lean to camera"),
+    ])
 
 
 def build_default_avatar(
@@ -186,7 +201,7 @@ def build_default_avatar(
             out, name=NAME, config=bundle_config(cfg, work / "mouth.onnx", renderer_ckpt),
             mouth_onnx=work / "mouth.onnx", renderer_onnx=work / "renderer.onnx",
             pca=work / "pca.npz", jaw=JawRegression.load(work / "jaw.npz"), templates=templates,
-            body=body, body_video_file=parts / "body.mp4",
+            body=body, body_video_file=parts / "body.mp4", gestures=default_gestures(cfg.video.fps),
             description=(
                 "Default avatar: scikit-image's public-domain NASA astronaut portrait (Eileen "
                 "Collins), mouths synthesised by anchor.avatar.synth; rebuild with "

@@ -16,6 +16,8 @@ Layout::
       body.npz        face_boxes (K,4) float32 x0,y0,x1,y1; blend_mask (R,R) float32;
                       frames (K,H,W,3) uint8 unless body.mp4 holds them
       body.mp4        body frames (optional; H.264 4:4:4 near-lossless), decoded lazily
+      gestures.toml   keyword gestures (optional): [[gesture]] name, keywords, probability,
+                      ramp_in_s, hold_s, ramp_out_s, motion rows [dx, dy, tilt] (compose/motion.py)
 
 Template frame i and body frame i are the same moment of the idle footage: the face rendered from
 template i is pasted into body frame i inside face box i. `avatar.toml` is written last inside a
@@ -44,6 +46,7 @@ from anchor.config import AnchorConfig, from_dict, to_dict
 from anchor.errors import AnchorError, AvatarError
 
 if TYPE_CHECKING:
+    from anchor.compose.motion import GestureSet
     from anchor.face.facial_map import TemplateFrame
     from anchor.face.jaw import JawRegression
     from anchor.mouth.features import MouthPca
@@ -63,6 +66,7 @@ FILE_ROLES: dict[str, tuple[str, bool]] = {
     "templates": ("templates.npz", True),
     "body": ("body.npz", True),
     "body_video": ("body.mp4", False),
+    "gestures": ("gestures.toml", False),
 }
 TOP_LEVEL_KEYS = {
     "format", "version", "name", "description", "created", "fps", "face_resolution",
@@ -94,6 +98,7 @@ class AvatarBundle:
     templates: list[TemplateFrame]
     body: BodyTemplate
     manifest: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    gestures: GestureSet | None = None  # the keyword gesture dictionary, if the bundle has one
 
     @property
     def n_templates(self) -> int:
@@ -236,6 +241,7 @@ def load_avatar(path: str | Path, *, verify_checksums: bool = True) -> AvatarBun
     _check_renderer_onnx(files["renderer"], face_resolution)
     templates = _load_templates(files["templates"], templates_meta)
     body = _load_body(files["body"], files.get("body_video"), body_meta, face_resolution)
+    gestures = _load_gestures(files["gestures"]) if "gestures" in files else None
     if body.n_frames != len(templates):
         raise AvatarError(
             f"{files['body']}: {body.n_frames} body frames but {len(templates)} template frames "
@@ -255,7 +261,17 @@ def load_avatar(path: str | Path, *, verify_checksums: bool = True) -> AvatarBun
         templates=templates,
         body=body,
         manifest=manifest,
+        gestures=gestures,
     )
+
+
+def _load_gestures(path: Path) -> GestureSet:
+    from anchor.compose.motion import load_gestures
+
+    try:
+        return load_gestures(path)
+    except AnchorError as exc:
+        raise AvatarError(str(exc)) from None
 
 
 def _table(manifest: dict[str, Any], key: str, fields: set[str], mpath: Path) -> dict[str, int]:
@@ -545,6 +561,7 @@ def write_avatar(
     body_video_file: str | Path | None = None,
     description: str = "",
     verify: bool = True,
+    gestures: GestureSet | None = None,
 ) -> Path:
     """Write a bundle atomically (temporary directory + rename) and return its path.
 
@@ -611,6 +628,11 @@ def write_avatar(
                 body_arrays["frames"] = frames
         np.savez_compressed(tmp / "body.npz", **body_arrays)  # type: ignore[arg-type]
         files["body"] = "body.npz"
+        if gestures is not None and len(gestures):
+            from anchor.compose.motion import gestures_toml
+
+            (tmp / "gestures.toml").write_text(gestures_toml(gestures))
+            files["gestures"] = "gestures.toml"
 
         manifest: dict[str, Any] = {
             "format": FORMAT,
@@ -647,6 +669,30 @@ def write_avatar(
         raise
     log.info("wrote avatar bundle %s (%.1f MB)", out, bundle_size(out) / 1e6)
     return out
+
+
+def set_gestures(path: str | Path, gestures: GestureSet) -> None:
+    """Give an existing bundle a new gesture dictionary (no retraining): gestures.toml and the
+    manifest entry are written to temporary files and renamed into place, manifest last."""
+    from anchor.compose.motion import gestures_toml
+
+    root = Path(path)
+    load_avatar(root)  # a broken bundle is refused, not patched
+    mpath = root / MANIFEST
+    manifest = tomllib.loads(mpath.read_text())
+    tmp = root / f".gestures.toml.tmp{os.getpid()}"
+    tmp.write_text(gestures_toml(gestures))
+    tmp.chmod(0o644)
+    os.replace(tmp, root / "gestures.toml")
+    g = root / "gestures.toml"
+    manifest.setdefault("files", {})["gestures"] = {
+        "path": "gestures.toml", "sha256": sha256_file(g), "bytes": g.stat().st_size,
+    }
+    mtmp = root / f".{MANIFEST}.tmp{os.getpid()}"
+    mtmp.write_text(toml_writer.dumps(manifest))
+    mtmp.chmod(0o644)
+    os.replace(mtmp, mpath)
+    load_avatar(root)
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

@@ -23,7 +23,7 @@ from anchor.errors import BenchError
 
 log = logging.getLogger(__name__)
 
-SUITES = ("stages", "e2e", "lookahead", "renderer", "concurrency", "viewers")
+SUITES = ("stages", "e2e", "lookahead", "renderer", "concurrency", "viewers", "tts", "phonemes")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

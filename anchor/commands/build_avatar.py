@@ -1,4 +1,5 @@
-"""`anchor build-avatar VIDEO [--template CLIP] -o BUNDLE [--name NAME] [--work DIR] [--resume]`
+"""`anchor build-avatar VIDEO [--template CLIP] [--gestures FILE.toml] -o BUNDLE [--name NAME]
+[--work DIR] [--resume]`
 and `anchor build-avatar --default --mouth CHECKPOINT --clips DATASET` (the shipped avatar)."""
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue a previous build in --work, skipping finished steps")
     parser.add_argument("--template-seconds", type=float, default=3.0,
                         help="length of the automatically chosen template stretch (>= 2)")
+    parser.add_argument("--gestures", default=None, metavar="FILE.toml",
+                        help="keyword gestures cut from VIDEO: [[gesture]] tables with name, "
+                             "keywords, start_s, end_s (optionally probability, ramp_in_s, "
+                             "hold_s, ramp_out_s)")
     parser.add_argument("--default", action="store_true",
                         help="rebuild the default avatar from the astronaut portrait instead")
     group = parser.add_argument_group("pre-trained mouth model / --default")
@@ -64,6 +69,7 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
         args.video, args.out, cfg, template=args.template, name=args.name, work=args.work,
         resume=args.resume, mouth_checkpoint=args.mouth_checkpoint,
         mouth_dataset=args.mouth_dataset, template_seconds=args.template_seconds,
+        gestures=args.gestures,
     )
     print(f"avatar bundle -> {out} ({bundle_size(out) / 1e6:.1f} MB)")
     return 0

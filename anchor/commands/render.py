@@ -20,6 +20,8 @@ from anchor.errors import TtsError
 if TYPE_CHECKING:
     import numpy as np
 
+    from anchor.mouth.visemes import SpeechCues
+
 log = logging.getLogger(__name__)
 
 
@@ -49,15 +51,19 @@ def read_text(text: str | None, script: str | None) -> str | bytes:
 def synthesise_text(
     text: str | bytes, cfg: AnchorConfig, voice: str | None, rate: float | None,
     *, progress: bool = False,
-) -> np.ndarray:
-    """The whole text as 16 kHz mono float32 (TtsError: bad text or no engine, one line)."""
+) -> tuple[np.ndarray, SpeechCues]:
+    """The whole text as 16 kHz mono float32 and its phoneme/word timings (TtsError: bad text
+    or no engine, one line)."""
     import numpy as np
 
-    from anchor.tts import open_synthesizer, validate_text
+    from anchor.mouth.visemes import SpeechCues
+    from anchor.tts import open_synthesizer, sentence_cues, validate_text
 
     clean = validate_text(text, cfg.tts.max_chars)  # before opening the engine: fail fast
     synth = open_synthesizer(cfg.tts)
     parts: list[np.ndarray] = []
+    cues: list[tuple[float, SpeechCues]] = []
+    offset = 0
     bar = None
     if progress:
         from tqdm import tqdm
@@ -66,6 +72,8 @@ def synthesise_text(
     try:
         for sentence in synth.stream(clean, voice=voice, rate=rate):
             parts.append(np.asarray(sentence.samples, np.float32).reshape(-1))
+            cues.append((offset / sentence.sample_rate, sentence_cues(sentence)))
+            offset += parts[-1].size
             if bar is not None:
                 bar.update(1)
     finally:
@@ -76,7 +84,7 @@ def synthesise_text(
             close()
     if not parts:
         raise TtsError("the TTS produced no speech for that text")
-    return np.concatenate(parts)
+    return np.concatenate(parts), SpeechCues.concat(cues)
 
 
 def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
@@ -84,19 +92,22 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
     from anchor.pipeline.offline import render_file_to_mp4, render_samples_to_mp4
 
     speech = None
+    cues = None
     if args.audio is not None and (args.voice or args.rate is not None):
         raise TtsError("--voice and --rate apply to --text/--script, not to an audio file")
     if args.audio is None:
         from anchor.audio.resample import resample
 
         text = read_text(args.text, args.script)
-        speech = synthesise_text(text, cfg, args.voice, args.rate, progress=not args.no_progress)
+        speech, cues = synthesise_text(text, cfg, args.voice, args.rate,
+                                       progress=not args.no_progress)
         if cfg.audio.sample_rate != 16000:  # TTS sentences are 16 kHz
             speech = resample(speech, 16000, cfg.audio.sample_rate)
     models = load_models(args.avatar, cfg)
     try:
         if speech is not None:
-            result = render_samples_to_mp4(speech, args.out, models, progress=not args.no_progress)
+            result = render_samples_to_mp4(speech, args.out, models, progress=not args.no_progress,
+                                           cues=cues)
         else:
             result = render_file_to_mp4(args.audio, args.out, models, progress=not args.no_progress)
     finally:

@@ -19,6 +19,7 @@ from anchor.audio.mfcc import MfccExtractor, silence_mfcc
 from anchor.audio.vad import VoiceActivityDetector
 from anchor.config import AudioConfig, MouthModelConfig, StreamingConfig
 from anchor.mouth.streaming import InferFn, MouthWindowScheduler
+from anchor.mouth.visemes import SpeechCues, VisemeShaper, frame_weights
 from anchor.pipeline.items import STAMP_ANALYSED, STAMP_AUDIO_IN, SpeechFrame
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class SpeechAnalyzer:
         fps: int = 25,
         preroll_frames: int = 2,
         time_fn: Callable[[], float] = time.monotonic,
+        shaper: VisemeShaper | None = None,
     ) -> None:
         if audio_cfg.sample_rate % fps:
             raise ValueError(f"sample rate {audio_cfg.sample_rate} is not a multiple of fps {fps}")
@@ -70,6 +72,7 @@ class SpeechAnalyzer:
         self._vad = VoiceActivityDetector(audio_cfg)
         self._scheduler = MouthWindowScheduler(streaming, model_cfg, infer, silence_mfcc(audio_cfg))
         self._time_fn = time_fn
+        self.shaper = shaper
         self.reset()
 
     @property
@@ -86,6 +89,23 @@ class SpeechAnalyzer:
         self._voiced: list[bool] = []
         self._n_samples = 0
         self._next_out = 0
+        self._viseme_weights: dict[str, np.ndarray] = {}
+        self._words: dict[int, tuple[str, ...]] = {}
+
+    def begin(self, cues: SpeechCues | None) -> None:
+        """A new segment starts (after `reset`): its TTS cues, if it has any. Phonemes constrain
+        the mouth through the shaper; words are handed on with the frame they start in."""
+        if cues is None:
+            return
+        fps = self.fps
+        ends = [p.end_s for p in cues.phonemes] + [w.end_s for w in cues.words]
+        n = int(max(ends, default=0.0) * fps) + 2
+        if self.shaper is not None and cues.phonemes:
+            self._viseme_weights = frame_weights(cues.phonemes, n, fps)
+        words: dict[int, list[str]] = {}
+        for w in cues.words:
+            words.setdefault(max(0, int(w.start_s * fps + 1e-9)), []).append(w.word)
+        self._words = {t: tuple(ws) for t, ws in words.items()}
 
     @property
     def samples_pushed(self) -> int:
@@ -159,13 +179,19 @@ class SpeechAnalyzer:
             if pending is None:  # features beyond the audio (cannot happen with finish's padding)
                 continue
             speech = preroll_speech(self._voiced, t, self.preroll_frames)
+            feats = np.asarray(features, dtype=np.float32)
+            if self._viseme_weights and self.shaper is not None:
+                w = {k: v[t : t + 1] for k, v in self._viseme_weights.items() if t < v.size}
+                if any(float(v[0]) > 0 for v in w.values()):
+                    feats = self.shaper.apply(feats[None], w)[0]
             out.append(
                 SpeechFrame(
                     index=t,
-                    features=np.asarray(features, dtype=np.float32),
+                    features=feats,
                     speech=speech,
                     audio=pending.audio,
                     timestamps={STAMP_AUDIO_IN: pending.audio_in, STAMP_ANALYSED: now},
+                    words=self._words.get(t, ()),
                 )
             )
             self._next_out = t + 1

@@ -16,8 +16,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from anchor.config import AnchorConfig, AudioConfig, MouthModelConfig, StreamingConfig
+from anchor.compose.motion import GestureSet, HeadWarper, MotionDirector, head_motion_enabled
+from anchor.config import (
+    AnchorConfig,
+    AudioConfig,
+    MotionConfig,
+    MouthModelConfig,
+    StreamingConfig,
+)
 from anchor.mouth.streaming import InferFn
+from anchor.mouth.visemes import VisemeShaper
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +83,21 @@ class PipelineModels:
     fps: int
     name: str = "avatar"
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Phoneme constraints for text input (None: the avatar's mouth follows the TCN alone).
+    shaper: VisemeShaper | None = None
+    # Head motion and keyword gestures (none without a warper).
+    motion: MotionConfig = dataclasses.field(default_factory=MotionConfig)
+    head_motion: bool = False
+    gestures: GestureSet | None = None
+    warper: HeadWarper | None = None
+
+    def new_motion(self) -> MotionDirector | None:
+        """A fresh director for one output timeline (a session or an offline render)."""
+        if self.warper is None:
+            return None
+        director = MotionDirector(self.motion, self.fps, head=self.head_motion,
+                                  gestures=self.gestures or GestureSet())
+        return director if director.active else None
 
     @property
     def samples_per_frame(self) -> int:
@@ -157,6 +180,15 @@ def load_models(
         "avatar %s: lookahead %.0f ms, TCN hop %d frames (%.0f ms)",
         bundle.name, streaming.lookahead_ms, streaming.hop_frames, streaming.hop_ms,
     )
+    head = head_motion_enabled(cfg.motion, len(bundle.templates), bundle.fps)
+    gestures = bundle.gestures if cfg.motion.gestures else None
+    warper = None
+    if head or (gestures is not None and len(gestures)):
+        w, h = engine.frame_size
+        box = np.median(bundle.body.face_boxes, axis=0)
+        warper = HeadWarper(w, h, [float(v) for v in box])
+        log.info("avatar %s: head motion %s, %d keyword gestures", bundle.name,
+                 "on" if head else "off", len(gestures) if gestures is not None else 0)
     return PipelineModels(
         engine=engine,
         infer=mouth,
@@ -165,6 +197,14 @@ def load_models(
         mouth_model=bcfg.mouth_model,
         fps=bundle.fps,
         name=bundle.name,
+        shaper=VisemeShaper(
+            bundle.pca, strength=cfg.tts.phoneme_mouth,
+            reference=np.mean([t.mouth_mean for t in bundle.templates], axis=0),
+        ) if cfg.tts.phoneme_mouth > 0 else None,
+        motion=cfg.motion,
+        head_motion=head,
+        gestures=gestures,
+        warper=warper,
         info={
             "path": str(path),
             "backend": getattr(engine.backend, "name", "?"),

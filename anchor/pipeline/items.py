@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from anchor.mouth.visemes import SpeechCues
+
 # Stage stamps, in pipeline order (the keys of `timestamps`).
 STAMP_AUDIO_IN = "audio_in"  # the chunk holding the frame's first sample reached the server
 STAMP_ANALYSED = "analysed"  # mouth features for the frame exist (MFCC + TCN window done)
@@ -35,6 +37,8 @@ class SegmentStart:
     start_time: float
     live: bool
     sample_rate: int = 16000
+    # Text input: the TTS's phoneme and word timings for this segment (seconds from its start).
+    cues: SpeechCues | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class SpeechFrame:
     speech: bool
     audio: np.ndarray
     timestamps: dict[str, float] = field(default_factory=dict)
+    words: tuple[str, ...] = ()  # text input: the words whose speech starts in this frame
 
 
 @dataclass(frozen=True)

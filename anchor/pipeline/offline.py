@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from anchor.frames import SegmentEnd
+from anchor.mouth.visemes import SpeechCues
 from anchor.pipeline.analysis import SpeechAnalyzer
 from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.items import STAMP_OUT, EndOfStream, InputAudio, OutputFrame, SegmentStart
@@ -62,9 +63,11 @@ async def run_offline(
     max_batch: int = 4,
     observers: list[PipelineObserver] | None = None,
     source: str = "file",
+    cues: SpeechCues | None = None,
 ) -> int:
     """Push `samples` (16 kHz mono float32) through the stages; `sink(frame)` runs in a worker
-    thread for every frame in order. Returns the number of frames."""
+    thread for every frame in order. Returns the number of frames. `cues`: the TTS's phoneme and
+    word timings of a synthesised text (seconds from the first sample)."""
     rate = models.audio.sample_rate
     fps = models.fps
     obs = ObserverList(list(observers or []))
@@ -80,13 +83,14 @@ async def run_offline(
     compose_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-compose")
     sink_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-sink")
     analyzer = SpeechAnalyzer(
-        models.audio, models.streaming, models.mouth_model, models.infer, fps=fps
+        models.audio, models.streaming, models.mouth_model, models.infer, fps=fps,
+        shaper=models.shaper,
     )
     analysis = AnalysisStage(analyzer, analysis_pool, audio_q, feature_q)
     render = RenderStage(
         models.engine, render_pool, feature_q, out_q, fps=fps,
         samples_per_frame=models.samples_per_frame, live=False, max_batch=max_batch, observers=obs,
-        compose_executor=compose_pool,
+        compose_executor=compose_pool, motion=models.new_motion(), warper=models.warper,
     )
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
     chunk = max(1, rate * chunk_ms // 1000)
@@ -94,7 +98,7 @@ async def run_offline(
 
     async def feed() -> None:
         now = time.monotonic()
-        await audio_q.put(SegmentStart(source, now, False, rate))
+        await audio_q.put(SegmentStart(source, now, False, rate, cues))
         for i in range(0, len(x), chunk):
             await audio_q.put(InputAudio(x[i : i + chunk], time.monotonic()))
         await audio_q.put(SegmentEnd(source))
@@ -127,6 +131,7 @@ def render_samples_to_mp4(
     *,
     progress: bool = False,
     max_batch: int = 4,
+    cues: SpeechCues | None = None,
 ) -> RenderResult:
     """16 kHz mono samples -> MP4 at `out` (atomically), rendered by the pipeline stages."""
     width, height = models.engine.frame_size
@@ -149,7 +154,8 @@ def render_samples_to_mp4(
     t0 = time.monotonic()
     try:
         n = asyncio.run(
-            run_offline(samples, models, sink, max_batch=max_batch, observers=[recorder])
+            run_offline(samples, models, sink, max_batch=max_batch, observers=[recorder],
+                        cues=cues)
         )
         path = writer.close()
     except BaseException:

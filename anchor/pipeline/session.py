@@ -45,6 +45,7 @@ from anchor.clock import MediaClock
 from anchor.config import ServerConfig
 from anchor.errors import StreamError
 from anchor.frames import SegmentEnd
+from anchor.mouth.visemes import SpeechCues
 from anchor.pipeline.analysis import SpeechAnalyzer
 from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.fanout import FrameBroadcaster, Subscription
@@ -88,13 +89,15 @@ class AudioInput:
     microphone that keeps talking keeps being lip-synced); `close()` ends it and frees the session.
     """
 
-    def __init__(self, session: AnchorSession, name: str, sample_rate: int, live: bool) -> None:
+    def __init__(self, session: AnchorSession, name: str, sample_rate: int, live: bool,
+                 cues: SpeechCues | None = None) -> None:
         if sample_rate <= 0:
             raise StreamError(f"input {name}: invalid sample rate {sample_rate}")
         self.session = session
         self.name = name
         self.sample_rate = int(sample_rate)
         self.live = live
+        self.cues = cues  # a TTS sentence's timings (the first segment only: interrupts drop them)
         self.closed = False
         self.samples_in = 0
         self._resampler = StreamResampler(self.sample_rate, session.sample_rate)
@@ -118,7 +121,8 @@ class AudioInput:
             self._resampler.reset()
             start = t - x.size / self.sample_rate if self.live else t
             self._generation = s.generation
-            await self._put(SegmentStart(self.name, start, self.live, s.sample_rate))
+            await self._put(SegmentStart(self.name, start, self.live, s.sample_rate, self.cues))
+            self.cues = None
         self.samples_in += x.size
         y = self._resampler.process(x)
         if y.size and self._generation == s.generation:
@@ -154,6 +158,7 @@ class _SpeakJob:
     # Resolved once the job is over: True when all of it went into the pipeline, False when it
     # was dropped (interrupt, a live input, shutdown). Lets /say and /rundown pace themselves.
     done: asyncio.Future[bool] | None = None
+    cues: SpeechCues | None = None  # text input: the TTS's phoneme and word timings
 
     def release(self, played: bool = False) -> None:
         self.chunks.clear()
@@ -224,7 +229,7 @@ class AnchorSession:
         self._compose_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-compose")
         self.analyzer = SpeechAnalyzer(
             models.audio, models.streaming, models.mouth_model, models.infer, fps=self.fps,
-            time_fn=self.clock.monotonic,
+            time_fn=self.clock.monotonic, shaper=models.shaper,
         )
         self.analysis = AnalysisStage(
             self.analyzer, self._analysis_pool, self.audio_queue, self.feature_queue
@@ -234,6 +239,7 @@ class AnchorSession:
             fps=self.fps, samples_per_frame=self.samples_per_frame, clock=self.clock, live=True,
             live_latency_s=self.live_latency_s, max_batch=1, observers=self.observers,
             time_fn=self.clock.monotonic, compose_executor=self._compose_pool,
+            motion=models.new_motion(), warper=models.warper,
         )
         self.player = Player(
             self.playout_queue, self.clock, self.fps, self.broadcaster.publish,
@@ -344,11 +350,12 @@ class AnchorSession:
     def active_input(self) -> str | None:
         return self._input.name if self._input is not None else None
 
-    def open_input(self, name: str, sample_rate: int, *, live: bool = True) -> AudioInput:
+    def open_input(self, name: str, sample_rate: int, *, live: bool = True,
+                   cues: SpeechCues | None = None) -> AudioInput:
         """Claim the session for a live source; InputBusy if another input owns it."""
         if self._input is not None:
             raise InputBusy(f"busy: input {self._input.name!r} is active")
-        inp = AudioInput(self, name, sample_rate, live)
+        inp = AudioInput(self, name, sample_rate, live, cues)
         self._input = inp
         self._input_free.clear()
         log.info("input %s opened (%d Hz, %s)", name, sample_rate, "live" if live else "file")
@@ -383,17 +390,18 @@ class AnchorSession:
         return self._speak_queue.qsize()
 
     def speak(
-        self, samples16k: np.ndarray, name: str = "speak", *, done: asyncio.Future[bool] | None = None
+        self, samples16k: np.ndarray, name: str = "speak", *, done: asyncio.Future[bool] | None = None,
+        cues: SpeechCues | None = None,
     ) -> int:
         """Queue decoded speech (16 kHz mono float32); returns the number of jobs waiting.
 
         `done` (optional) is resolved when the job is over: True once all of it has been pushed
         into the pipeline (it is then still ~audio_queue_ms from the screen), False when it was
         dropped. Raises InputBusy when a live input owns the session or too many files are
-        queued (`done` is then left alone)."""
+        queued (`done` is then left alone). `cues`: the TTS's timings of this speech."""
         x = np.asarray(samples16k, np.float32).reshape(-1)
         n = self._chunk_samples
-        job = _SpeakJob(name, deque(x[i : i + n] for i in range(0, x.size, n)), done)
+        job = _SpeakJob(name, deque(x[i : i + n] for i in range(0, x.size, n)), done, cues)
         return self._queue_job(job)
 
     async def speak_file(self, path: str | Path, *, max_seconds: float | None = None) -> int:
@@ -475,7 +483,7 @@ class AnchorSession:
             return False
         if not job.chunks:  # released by an interrupt while it waited for the input
             return False
-        inp = self.open_input(job.name, self.sample_rate, live=False)
+        inp = self.open_input(job.name, self.sample_rate, live=False, cues=job.cues)
         gen = self.generation
         try:
             while job.chunks and self.generation == gen:  # a new generation: interrupted

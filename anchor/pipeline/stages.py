@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from anchor.clock import MediaClock
+from anchor.compose.motion import REST, HeadWarper, MotionDirector, Pose
 from anchor.frames import SegmentEnd
 from anchor.pipeline.analysis import SpeechAnalyzer
 from anchor.pipeline.engine import FrameEngine
@@ -124,6 +125,10 @@ class AnalysisStage:
         self._received, self._last_arrival = 0, None
         await asyncio.get_running_loop().run_in_executor(self.executor, self.analyzer.reset)
 
+    def _begin(self, seg: SegmentStart) -> None:
+        self.analyzer.reset()
+        self.analyzer.begin(seg.cues)
+
     def _stamp_paced(self, frames: list[SpeechFrame]) -> None:
         """STAMP_PACED_IN: the latest arrival minus the audio received since the frame began."""
         if self._last_arrival is None:
@@ -147,7 +152,7 @@ class AnalysisStage:
                 for f in frames:
                     await self.outq.put(f)
             elif isinstance(item, SegmentStart):
-                await loop.run_in_executor(self.executor, self.analyzer.reset)
+                await loop.run_in_executor(self.executor, self._begin, item)
                 self._received, self._last_arrival = 0, None
                 await self.outq.put(item)
             elif isinstance(item, SegmentEnd):
@@ -177,6 +182,7 @@ class _Job:
     image: np.ndarray | None = None
     pending: asyncio.Future[list[np.ndarray]] | None = None
     position: int = 0
+    pose: Pose = REST  # head motion / gesture of this frame
 
 
 class RenderStage:
@@ -210,6 +216,8 @@ class RenderStage:
         compose_executor: Executor | None = None,
         in_flight: int = 2,
         idle_lead_frames: int = 2,
+        motion: MotionDirector | None = None,
+        warper: HeadWarper | None = None,
     ) -> None:
         if live and clock is None:
             raise ValueError("a live render stage needs the media clock")
@@ -234,6 +242,10 @@ class RenderStage:
         self._skipping_speech = False  # in a run of skipped speech (warn once per run)
         self.in_flight = max(1, in_flight)
         self.idle_lead_frames = idle_lead_frames
+        # Head motion and gestures: a pose per frame, decided in frame order, applied by warping
+        # the finished frame in the compose worker (both or neither).
+        self.motion = motion if motion is not None and motion.active and warper else None
+        self.warper = warper
         self.next_index = 0
         self._silence = np.zeros(samples_per_frame, dtype=np.float32)
         self._speech_image_pending = False  # a speech image exists (or is coming) this segment
@@ -422,23 +434,28 @@ class RenderStage:
         log.debug("segment %s starts at frame %d (now %d)", seg.source, self._start_at, self.next_index)
 
     # -- submitting (run loop side) ------------------------------------------------------------
-    def _job(self, audio: np.ndarray, speech: bool, stamps: dict[str, float]) -> _Job:
-        src = self._segment.source if self._segment else ""
+    def _job(self, audio: np.ndarray, speech: bool, stamps: dict[str, float],
+             words: tuple[str, ...] = (), idle: bool = False) -> _Job:
+        src = "" if idle or self._segment is None else self._segment.source
         job = _Job(self.next_index, audio, speech, src, stamps)
+        if self.motion is not None:
+            job.pose = self.motion.step(job.index, audio, speech, src, words)
         self.next_index += 1
         return job
+
+    def _idle_image(self, index: int, pose: Pose) -> np.ndarray:
+        image = self.engine.idle_frame_at(index)
+        return self.warper.warp(image, pose) if self.warper is not None else image
 
     async def _submit_idle(self) -> None:
         assert self._jobs is not None
         loop = asyncio.get_running_loop()
         t0 = self.time_fn()
-        image = await loop.run_in_executor(
-            self.compose_executor, self.engine.idle_frame_at, self.next_index
+        job = self._job(self._silence, False, {STAMP_RENDER_START: t0}, idle=True)
+        job.image = await loop.run_in_executor(
+            self.compose_executor, self._idle_image, job.index, job.pose
         )
         self._idle_s = 0.8 * self._idle_s + 0.2 * (self.time_fn() - t0)
-        job = self._job(self._silence, False, {STAMP_RENDER_START: t0})
-        job.image = image
-        job.source = ""
         await self._jobs.put(job)
 
     async def _submit_hold(self) -> None:
@@ -462,17 +479,22 @@ class RenderStage:
                 skip = [True]
         todo = [i for i, f in enumerate(batch) if f.speech and not skip[i]]
         t0 = self.time_fn()
+        jobs = []
+        for f in batch:  # in frame order: the poses are decided here
+            stamps = dict(f.timestamps)
+            stamps[STAMP_RENDER_START] = t0
+            jobs.append(self._job(f.audio, f.speech, stamps, f.words))
         pending: asyncio.Future[list[np.ndarray]] | None = None
         if todo:
             feats = np.stack([batch[i].features for i in todo])
             tidx = [self.engine.idle_loop.index(counters[i]) for i in todo]
+            poses = [jobs[i].pose for i in todo]
             faces = await loop.run_in_executor(self.executor, self._faces_sync, feats, tidx)
-            pending = loop.run_in_executor(self.compose_executor, self._compose_sync, faces, tidx)
+            pending = loop.run_in_executor(
+                self.compose_executor, self._compose_sync, faces, tidx, poses
+            )
             self._render_s = 0.8 * self._render_s + 0.2 * (self.time_fn() - t0) / len(todo)
-        for i, f in enumerate(batch):
-            stamps = dict(f.timestamps)
-            stamps[STAMP_RENDER_START] = t0
-            job = self._job(f.audio, f.speech, stamps)
+        for i, (f, job) in enumerate(zip(batch, jobs, strict=True)):
             if i in todo:
                 job.pending, job.position = pending, todo.index(i)
                 self._speech_image_pending = True
@@ -480,7 +502,7 @@ class RenderStage:
                 self.observers.on_event("skipped")  # job.image None: repeat the last image
             else:
                 job.image = await loop.run_in_executor(
-                    self.compose_executor, self.engine.idle_frame_at, job.index
+                    self.compose_executor, self._idle_image, job.index, job.pose
                 )
             await self._jobs.put(job)
 
@@ -488,10 +510,13 @@ class RenderStage:
         """Render worker: facial maps + renderer inference (compositing runs elsewhere)."""
         return self.engine.infer(self.engine.maps(feats, template_indices))
 
-    def _compose_sync(self, faces: np.ndarray, template_indices: list[int]) -> list[np.ndarray]:
-        """Compose worker: paste the faces into their body frames."""
+    def _compose_sync(self, faces: np.ndarray, template_indices: list[int],
+                      poses: list[Pose] | None = None) -> list[np.ndarray]:
+        """Compose worker: paste the faces into their body frames (and move the head)."""
         t0 = self.time_fn()
         images = self.engine.compose(faces, template_indices)
+        if self.warper is not None and poses is not None:
+            images = [self.warper.warp(im, p) for im, p in zip(images, poses, strict=True)]
         self._compose_s = 0.8 * self._compose_s + 0.2 * (self.time_fn() - t0) / max(1, len(faces))
         return images
 
@@ -509,7 +534,7 @@ class RenderStage:
             if image is None:  # repeat: the last speech image, else the idle frame
                 image = self._last_speech_image
                 if image is None:
-                    image = self.engine.idle_frame_at(job.index)
+                    image = self._idle_image(job.index, job.pose)
             elif job.speech:
                 self._last_speech_image = image
             job.timestamps[STAMP_RENDERED] = self.time_fn()

@@ -47,6 +47,7 @@ from aiohttp import web
 
 from anchor.config import ServerConfig
 from anchor.errors import AudioError, StreamError, TtsError
+from anchor.mouth.visemes import SpeechCues
 from anchor.pipeline.items import OutputFrame
 from anchor.pipeline.session import AnchorSession, InputBusy
 
@@ -173,7 +174,9 @@ class Utterance:
         self.text = text
         self.voice = voice
         self.rate = rate
-        self.sentences: asyncio.Queue[np.ndarray | None] = asyncio.Queue()
+        # (16 kHz samples, the TTS's timings) per sentence; None ends the list
+        self.sentences: asyncio.Queue[tuple[np.ndarray, SpeechCues | None] | None] = \
+            asyncio.Queue()
         self.first: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self.cancelled = False
         self.submitted = False  # handed to the synth worker
@@ -185,12 +188,12 @@ class Utterance:
             self.add(samples)
             self.end()
 
-    def add(self, samples: np.ndarray) -> None:
+    def add(self, samples: np.ndarray, cues: SpeechCues | None = None) -> None:
         if self.cancelled:
             return
         self.ready += 1
         self.seconds += samples.size / TTS_SAMPLE_RATE
-        self.sentences.put_nowait(samples)
+        self.sentences.put_nowait((samples, cues))
         if not self.first.done():
             self.first.set_result(None)
 
@@ -461,6 +464,8 @@ class SpeechDesk:
                     self._synthesising = None
 
     async def _synthesise(self, utt: Utterance) -> None:
+        from anchor.tts import sentence_cues
+
         loop = asyncio.get_running_loop()
         it: Iterator[Any] | None = None
         t0 = time.monotonic()
@@ -477,7 +482,7 @@ class SpeechDesk:
                 if utt.ready == 0:
                     log.info("%s: first sentence synthesised in %.0f ms", utt.name,
                              1000 * (time.monotonic() - t0))
-                utt.add(self._to_session_rate(sentence.samples))
+                utt.add(self._to_session_rate(sentence.samples), sentence_cues(sentence))
         except (TtsError, DeskError) as exc:
             log.warning("%s: text to speech failed: %s", utt.name, one_line(exc))
             utt.fail(one_line(exc))
@@ -681,9 +686,10 @@ class SpeechDesk:
         ok = True
         k = 0
         while ok:
-            samples = await utt.sentences.get()
-            if samples is None or utt.cancelled:
+            got = await utt.sentences.get()
+            if got is None or utt.cancelled:
                 break
+            samples, cues = got
             while ok and len(pending) >= SENTENCES_AHEAD:
                 ok = await pending.popleft()  # False: the session dropped it (interrupt)
             if not ok:
@@ -691,7 +697,7 @@ class SpeechDesk:
             k += 1
             name = f"{utt.name}/{k}"
             done: asyncio.Future[bool] = loop.create_future()
-            if not await self._queue(samples, name, done, utt):
+            if not await self._queue(samples, name, done, utt, cues):
                 ok = False
                 break
             pending.append(done)
@@ -704,13 +710,14 @@ class SpeechDesk:
         return ok and not utt.cancelled, last
 
     async def _queue(
-        self, samples: np.ndarray, name: str, done: asyncio.Future[bool], utt: Utterance
+        self, samples: np.ndarray, name: str, done: asyncio.Future[bool], utt: Utterance,
+        cues: SpeechCues | None = None,
     ) -> bool:
         """session.speak, waiting (not failing) while a live input or other files fill it."""
         waited = False
         while not utt.cancelled:
             try:
-                self.session.speak(samples, name, done=done)
+                self.session.speak(samples, name, done=done, cues=cues)
                 return True
             except InputBusy as exc:
                 if not waited:

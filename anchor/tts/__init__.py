@@ -20,6 +20,7 @@ from anchor.tts.base import (
     Synthesizer,
     Timing,
     check_rate,
+    sentence_cues,
     to_arpabet,
     viseme_class,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "available_engines",
     "check_rate",
     "open_synthesizer",
+    "sentence_cues",
     "split_sentences",
     "to_arpabet",
     "validate_text",

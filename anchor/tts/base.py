@@ -13,13 +13,16 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from anchor.config import TtsConfig
 from anchor.errors import TtsError
 from anchor.tts.text import split_sentences, validate_text
+
+if TYPE_CHECKING:
+    from anchor.mouth.visemes import SpeechCues
 
 SAMPLE_RATE = 16000  # Sentence.samples
 MIN_RATE, MAX_RATE = 0.5, 2.5  # beyond these both engines are hard to follow (espeak-ng clamps)
@@ -204,3 +207,16 @@ def word_spans(text: str) -> list[tuple[int, int, str]]:
         if label and re.search(r"\w", label):
             out.append((m.start(), m.end(), label))
     return out
+
+
+def sentence_cues(sentence: Sentence) -> SpeechCues:
+    """The sentence's phoneme and word timings as pipeline cues (seconds from its first sample):
+    phonemes by mouth class (`viseme_class`), words lower-cased."""
+    from anchor.mouth.visemes import PhonemeCue, SpeechCues, WordCue
+
+    phonemes = tuple(
+        PhonemeCue(viseme_class(p.arpabet or p.label), p.start_s, p.end_s, p.arpabet or p.label)
+        for p in sentence.phonemes if p.end_s > p.start_s
+    )
+    words = tuple(WordCue(w.label.lower(), w.start_s, w.end_s) for w in sentence.words)
+    return SpeechCues(phonemes, words)

@@ -282,13 +282,22 @@ def _timings(events: list[tuple[int, int, int, str]], text: str, duration: float
         if k is not None:
             per_word.setdefault(k, []).append(ph)
     words: list[Timing] = []
-    for k in sorted(per_word):
+    keys = sorted(per_word)
+    for n, k in enumerate(keys):
         phs = per_word[k]
         start, end = phs[0].start_s, phs[-1].end_s
         if words and start < words[-1].end_s:
             start = words[-1].end_s
-        if end > start:
-            words.append(Timing(spans[k][2], start, end))
+        if end <= start:
+            continue
+        # espeak-ng speaks some pairs ("on the", "I am") as one group, with the events on its
+        # first word: share the group's time among its words by their length.
+        nxt = keys[n + 1] if n + 1 < len(keys) else len(spans)
+        group = [spans[j][2] for j in range(k, nxt)]
+        letters = np.cumsum([0] + [max(1, len(w)) for w in group], dtype=np.float64)
+        edges = start + (end - start) * letters / letters[-1]
+        for w, a, b in zip(group, edges[:-1], edges[1:], strict=True):
+            words.append(Timing(w, float(a), float(b)))
     return tuple(phonemes), tuple(words)
 
 

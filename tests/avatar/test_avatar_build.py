@@ -242,9 +242,17 @@ def test_build_avatar_end_to_end_and_resume(shared_media: Path, tmp_path: Path) 
         "renderer.mouth_discriminator=false",
     ])
     out, work = tmp_path / "bundle", tmp_path / "work"
-    build_avatar(video, out, cfg, work=work, progress=False)
+    spec = tmp_path / "gestures.toml"
+    spec.write_text('[[gesture]]\nname = "nod"\nkeywords = ["yes", "breaking news"]\n'
+                    'start_s = 0.5\nend_s = 1.5\nprobability = 0.8\n')
+    build_avatar(video, out, cfg, work=work, progress=False, gestures=spec)
     bundle = load_avatar(out)
     assert bundle.face_resolution == 64 and bundle.jaw is not None
+    assert bundle.gestures is not None
+    (nod,) = bundle.gestures.gestures
+    assert nod.keywords == ("yes", "breaking news") and nod.probability == 0.8
+    assert nod.motion.shape == (25, 3) and np.all(nod.motion[0] == 0)  # 1 s of the recording
+    assert "sadtalker_WDA_KatieHill_000.mp4 0.5-1.5 s" in nod.source
     assert len(bundle.templates) == 75  # the quietest 3 s
     markers = {p.name: p.stat().st_mtime_ns for p in (work / "steps").iterdir()}
     assert set(markers) == {f"{s}.json" for s in
@@ -252,5 +260,10 @@ def test_build_avatar_end_to_end_and_resume(shared_media: Path, tmp_path: Path) 
 
     with pytest.raises(AvatarError, match="--resume"):
         build_avatar(video, out, cfg, work=work, progress=False)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[gesture]]\nname = "nod"\nkeywords = ["yes"]\nstart_s = 2\nend_s = 1\n')
+    with pytest.raises(AvatarError, match="--gestures: .*start_s < end_s"):  # before any work
+        build_avatar(video, tmp_path / "other", cfg, work=tmp_path / "w2", gestures=bad)
+    assert not (tmp_path / "w2").exists()
     build_avatar(video, out, cfg, work=work, resume=True, progress=False)
     assert {p.name: p.stat().st_mtime_ns for p in (work / "steps").iterdir()} == markers

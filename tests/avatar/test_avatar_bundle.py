@@ -214,3 +214,28 @@ def test_shipped_default_avatar_validates() -> None:
     assert len(b.templates) == b.body.n_frames
     frame = b.body.frame(0)
     assert frame.shape == (b.body.height, b.body.width, 3)
+
+
+def test_gestures_are_added_to_a_bundle_and_a_broken_dictionary_is_named(tmp_path: Path) -> None:
+    from anchor.avatar.bundle import set_gestures
+    from anchor.compose.motion import Gesture, GestureSet, drawn_gesture
+
+    path = make_tiny_bundle(tmp_path / "g")
+    assert load_avatar(path).gestures is None
+    nod = Gesture("nod", ("yes",), drawn_gesture("nod", 1.0, 25), probability=0.5)
+    set_gestures(path, GestureSet.of([nod]))
+    loaded = load_avatar(path).gestures
+    assert loaded is not None and loaded.gestures[0].name == "nod"
+    assert loaded.match(["oh", "yes"]) is not None
+    assert not list(path.glob(".*tmp*"))
+    # a hand-edited dictionary that breaks the rules is refused with the file and the reason
+    g = path / "gestures.toml"
+    g.write_text(g.read_text().replace("probability = 0.5", "probability = 5.0"))
+    manifest = path / MANIFEST
+    text = re.sub(r'(\[files\.gestures\][^\[]*sha256 = ")[0-9a-f]+', lambda m: m.group(1)
+                  + sha256_file(g), manifest.read_text())
+    text = re.sub(r'(\[files\.gestures\][^\[]*bytes = )\d+', lambda m: m.group(1)
+                  + str(g.stat().st_size), text)
+    manifest.write_text(text)
+    with pytest.raises(AvatarError, match=r"gestures\.toml: gesture 1 \(nod\): probability"):
+        load_avatar(path)

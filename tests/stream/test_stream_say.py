@@ -87,6 +87,7 @@ class FrameLog:
         self.session = session
         self.sub = session.subscribe()
         self.frames: list[tuple[float, str, bool]] = []
+        self.indices: list[int] = []  # output frame index of each entry of `frames`
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -94,6 +95,7 @@ class FrameLog:
             while True:
                 f = await self.sub.video.get()
                 self.frames.append((time.monotonic(), f.source, f.speech))
+                self.indices.append(f.index)
 
     def order(self, since: float = 0.0) -> list[str]:
         """Sources of speech frames in order, repeats collapsed."""
@@ -419,6 +421,53 @@ def test_push_text_streams_synthesised_speech(models: PipelineModels) -> None:
             assert sent == pytest.approx(1.0, abs=0.01)
             await frames.wait(lambda: frames.first_speech() is not None, 10)
             assert synth.sentences == 2
+            await frames.close()
+
+    asyncio.run(main())
+
+
+class WordSynthesizer(FakeSynthesizer):
+    """FakeSynthesizer whose sentences carry word timings, as the real engines' do."""
+
+    def stream(self, text: str, *, voice: str | None = None, rate: float | None = None
+               ) -> Iterator[SimpleNamespace]:
+        from anchor.tts import Timing
+
+        for s in super().stream(text, voice=voice, rate=rate):
+            words = s.text.split()
+            step = self.seconds / max(1, len(words))
+            s.words = tuple(Timing(w, k * step, (k + 1) * step) for k, w in enumerate(words))
+            s.phonemes = (Timing("b", 0.0, 0.06, "b"),)
+            yield s
+
+
+def test_say_triggers_the_avatars_keyword_gesture(models: PipelineModels) -> None:
+    import numpy as np
+
+    from anchor.compose.motion import Gesture, GestureSet, HeadWarper, drawn_gesture
+
+    bundle = models.engine.bundle  # type: ignore[attr-defined]
+    w, h = models.engine.frame_size
+    box = [float(v) for v in np.median(bundle.body.face_boxes, axis=0)]
+    lean = Gesture("lean", ("breaking news",), drawn_gesture("lean", 1.0, 25))
+    with_gestures = dataclasses.replace(models, gestures=GestureSet.of([lean]),
+                                        warper=HeadWarper(w, h, box))
+
+    async def main() -> None:
+        async with text_app(with_gestures, WordSynthesizer(seconds=0.8)) as (client, server):
+            frames = FrameLog(server.session)
+            resp = await client.post("/say", json={"text": "Tonight. This is breaking news."},
+                                     headers=auth())
+            assert resp.status == 202, await resp.text()
+            await frames.wait_idle_after("say:1/2", 15)
+            motion = server.session.render.motion
+            assert motion is not None and motion.gestures is not None
+            ((name, start),) = motion.gestures.started
+            assert name == "lean"
+            # "news" is the 4th of 4 words of the second sentence: 0.6 s (15 frames) into it
+            first_of_second = next(frames.indices[i] for i, (_t, src, _s)
+                                   in enumerate(frames.frames) if src == "say:1/2")
+            assert abs(start - (first_of_second + 15)) <= 1
             await frames.close()
 
     asyncio.run(main())
