@@ -76,7 +76,7 @@
 
   async function loadInfo() {
     try {
-      const resp = await fetch("/avatar.json");
+      const resp = await fetch("avatar.json");
       if (resp.ok) state.info = await resp.json();
     } catch (err) {
       state.info = null;
@@ -123,7 +123,7 @@
     await waitForIce(pc);
     const body = { sdp: pc.localDescription.sdp, type: pc.localDescription.type, push };
     if (push) body.token = token();
-    const resp = await fetch("/offer", {
+    const resp = await fetch("offer", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
@@ -171,7 +171,9 @@
     const source = ctx.createMediaStreamSource(mic);
     const proc = ctx.createScriptProcessor(1024, 1, 1);
     const proto = location.protocol === "https:" ? "wss" : "ws";
-    const url = `${proto}://${location.host}/ws/audio?token=${encodeURIComponent(token())}`;
+    // relative to the page: /ws/audio, or /c/NAME/ws/audio on a channel's page
+    const base = location.pathname.replace(/[^/]*$/, "");
+    const url = `${proto}://${location.host}${base}ws/audio?token=${encodeURIComponent(token())}`;
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     state.ws = ws;
@@ -217,7 +219,7 @@
   // control
 
   async function interrupt() {
-    const resp = await fetch("/interrupt", { method: "POST", headers: authHeaders() });
+    const resp = await fetch("interrupt", { method: "POST", headers: authHeaders() });
     if (!resp.ok) throw new Error(await errorText(resp));
     const body = await resp.json();
     message(`interrupted (${body.dropped} queued items dropped)`);
@@ -228,7 +230,7 @@
     if (!file) throw new Error("choose an audio file first");
     const form = new FormData();
     form.append("file", file, file.name);
-    const resp = await fetch("/speak", { method: "POST", headers: authHeaders(), body: form });
+    const resp = await fetch("speak", { method: "POST", headers: authHeaders(), body: form });
     if (!resp.ok) throw new Error(await errorText(resp));
     message(`queued ${file.name}`);
   }
@@ -241,7 +243,7 @@
     const body = { text };
     const voice = $("say-voice").value.trim();
     if (voice) body.voice = voice;
-    const resp = await fetch("/say", {
+    const resp = await fetch("say", {
       method: "POST",
       headers: { ...authHeaders(), "Content-Type": "application/json" },
       body: JSON.stringify(body),
@@ -436,5 +438,29 @@
     stamps: () => state.stamps.slice(),
     updateStats,
   };
+  async function loadChannels() {
+    // Several anchors on one server: a picker that moves to /c/NAME/ (hidden with one channel).
+    let list = [];
+    try {
+      const resp = await fetch("/channels.json");
+      if (resp.ok) list = (await resp.json()).channels || [];
+    } catch (err) {
+      list = [];
+    }
+    const select = $("channel");
+    if (list.length < 2) return;
+    const here = location.pathname;
+    for (const ch of list) {
+      const opt = document.createElement("option");
+      opt.value = ch.path;
+      opt.textContent = `${ch.name} (${ch.avatar})`;
+      opt.selected = here === ch.path || (here === "/" && ch.default);
+      select.appendChild(opt);
+    }
+    select.addEventListener("change", () => { location.href = select.value; });
+    $("channel-picker").hidden = false;
+  }
+
   loadInfo();
+  loadChannels();
 })();

@@ -23,7 +23,8 @@ from anchor.errors import BenchError
 
 log = logging.getLogger(__name__)
 
-SUITES = ("stages", "e2e", "lookahead", "renderer", "concurrency", "viewers", "tts", "phonemes")
+SUITES = ("stages", "e2e", "lookahead", "renderer", "concurrency", "viewers", "tts", "phonemes",
+          "head_motion")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

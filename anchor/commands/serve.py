@@ -1,5 +1,5 @@
-"""`anchor serve [--avatar BUNDLE] [--host H] [--port P] [--mic | --play FILE] [--record FILE]
-[--publish URL ...]`.
+"""`anchor serve [--avatar [NAME=]BUNDLE ...] [--host H] [--port P] [--mic | --play FILE]
+[--record FILE] [--publish URL ...]`.
 
 Streams the avatar to browsers (web client at /, WebRTC at /offer, WHEP at /whep) and takes
 speech from the websocket (/ws/audio), uploads (/speak), browser microphones, the server's
@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--avatar", help="avatar bundle directory (default: the shipped avatar)")
+    parser.add_argument("--avatar", action="append", metavar="[NAME=]BUNDLE",
+                        help="avatar bundle directory (default: the shipped avatar); repeat as "
+                             "NAME=BUNDLE for several channels, served at /c/NAME/ (the first "
+                             "also at /)")
     parser.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: server.port, 8080)")
     source = parser.add_mutually_exclusive_group()
@@ -58,11 +61,16 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
     play = Path(args.play) if args.play else None
     if play is not None and not play.is_file():
         raise StreamError(f"--play {play}: no such file")
+    from anchor.stream.channels import channel_name_for, parse_channels
+
+    specs = parse_channels(args.avatar)  # one-line error before any model loads
     token, origin = resolve_token(server.token)
-    models = load_models(
-        args.avatar, cfg, hop_frames=server.hop_frames,
-        right_context_frames=server.lookahead_frames,
-    )
+    channels = []
+    for spec in specs:
+        m = load_models(spec.avatar, cfg, hop_frames=server.hop_frames,
+                        right_context_frames=server.lookahead_frames)
+        channels.append((channel_name_for(spec, m.name), m))
+    models = channels[0][1]
 
     def ready(url: str) -> None:
         latency = (
@@ -70,6 +78,10 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
             + server.latency_margin_ms
         )
         print(f"anchor: serving {models.name!r} at {url}  (WHEP: {url}whep)", flush=True)
+        if len(channels) > 1:
+            for name, m in channels:
+                print(f"anchor: channel {name!r} ({m.name}) at {url}c/{name}/  "
+                      f"(WHEP: {url}c/{name}/whep)", flush=True)
         print(
             f"anchor: lookahead {models.lookahead_ms:.0f} ms, hop {models.streaming.hop_ms:.0f} ms, "
             f"live latency target {latency:.0f} ms",
@@ -85,7 +97,7 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
             print(f"anchor: push/speak/interrupt token: the value of {where}", flush=True)
 
     asyncio.run(serve(
-        models, server, token, mic=args.mic, play=play, on_ready=ready, broadcast=cfg.broadcast,
+        channels, server, token, mic=args.mic, play=play, on_ready=ready, broadcast=cfg.broadcast,
         record=record, publish=publish, tts=cfg.tts,
     ))
     print("anchor: stopped", flush=True)

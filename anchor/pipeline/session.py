@@ -199,7 +199,11 @@ class AnchorSession:
         clock: MediaClock | None = None,
         observers: list[PipelineObserver] | None = None,
         max_queued_files: int = 8,
+        render_executor: ThreadPoolExecutor | None = None,
     ) -> None:
+        """`render_executor`: a renderer worker shared with other sessions (channels of one
+        server take turns on one thread instead of oversubscribing the cores); it is not shut
+        down with this session."""
         self.models = models
         self.server = server
         self.fps = models.fps
@@ -225,7 +229,10 @@ class AnchorSession:
             "playout", server.video_queue_ms, DropPolicy.BLOCK, frame_item_ms(self.fps)
         )
         self._analysis_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-analysis")
-        self._render_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-render")
+        self._owns_render_pool = render_executor is None
+        self._render_pool = render_executor or ThreadPoolExecutor(
+            1, thread_name_prefix="anchor-render"
+        )
         self._compose_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-compose")
         self.analyzer = SpeechAnalyzer(
             models.audio, models.streaming, models.mouth_model, models.infer, fps=self.fps,
@@ -331,7 +338,8 @@ class AnchorSession:
         for sub in self.broadcaster.subscribers:
             self.broadcaster.unsubscribe(sub)
         self._analysis_pool.shutdown(wait=False, cancel_futures=True)
-        self._render_pool.shutdown(wait=False, cancel_futures=True)
+        if self._owns_render_pool:
+            self._render_pool.shutdown(wait=False, cancel_futures=True)
         self._compose_pool.shutdown(wait=False, cancel_futures=True)
         self._drop_speech()
         self._decode_pool.shutdown(wait=False, cancel_futures=True)

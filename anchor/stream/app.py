@@ -129,32 +129,45 @@ class AnchorServer:
         app[SESSION_KEY] = session
         app[PEERS_KEY] = self.peers
         app[METRICS_KEY] = self.metrics
-        app.router.add_get("/", self.index)
-        app.router.add_get("/{name:client\\.js|style\\.css|index\\.html}", self.static)
-        app.router.add_post("/offer", self.offer)
-        app.router.add_post("/whep", self.whep_post)
-        app.router.add_delete("/whep/{id}", self.whep_delete)
-        app.router.add_patch("/whep/{id}", self.whep_patch)
-        app.router.add_route("OPTIONS", "/whep", self.whep_options)
-        app.router.add_route("OPTIONS", "/whep/{id}", self.whep_options)
-        app.router.add_get("/ws/audio", self.ws_audio)
-        app.router.add_post("/speak", self.speak)
-        app.router.add_post("/interrupt", self.interrupt)
-        app.router.add_post("/say", self.say)
-        app.router.add_get("/rundown", self.rundown_status)
-        app.router.add_post("/rundown", self.rundown_add)
-        app.router.add_delete("/rundown", self.rundown_clear)
-        app.router.add_get("/record", self.record_status)
-        app.router.add_post("/record", self.record_start)
-        app.router.add_delete("/record", self.record_stop)
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/avatar.json", self.avatar_info)
-        app.router.add_get("/metrics", self.metrics_handler)
+        app.add_routes(self.routes())
         app.on_startup.append(self._on_startup)
         app.on_startup.append(self._start_desk)
         app.on_shutdown.append(self._on_shutdown)
         app.on_shutdown.insert(0, self._stop_desk)  # before the session it feeds
         self.app = app
+
+    def routes(self) -> list[web.RouteDef]:
+        """Every endpoint, relative to wherever the app is mounted (/ or /c/NAME/)."""
+        return [
+            web.get("/", self.index),
+            web.get("/{name:client\\.js|style\\.css|index\\.html}", self.static),
+            web.post("/offer", self.offer),
+            web.post("/whep", self.whep_post),
+            web.delete("/whep/{id}", self.whep_delete),
+            web.patch("/whep/{id}", self.whep_patch),
+            web.route("OPTIONS", "/whep", self.whep_options),
+            web.route("OPTIONS", "/whep/{id}", self.whep_options),
+            web.get("/ws/audio", self.ws_audio),
+            web.post("/speak", self.speak),
+            web.post("/interrupt", self.interrupt),
+            web.post("/say", self.say),
+            web.get("/rundown", self.rundown_status),
+            web.post("/rundown", self.rundown_add),
+            web.delete("/rundown", self.rundown_clear),
+            web.get("/record", self.record_status),
+            web.post("/record", self.record_start),
+            web.delete("/record", self.record_stop),
+            web.get("/healthz", self.healthz),
+            web.get("/avatar.json", self.avatar_info),
+            web.get("/metrics", self.metrics_handler),
+        ]
+
+    def mirror_app(self) -> web.Application:
+        """The same endpoints on a second app without lifecycle hooks (the first channel is
+        served at / and again at /c/NAME/; it starts and stops once, with `app`)."""
+        app = web.Application(client_max_size=self.cfg.max_upload_bytes, middlewares=[whep_cors])
+        app.add_routes(self.routes())
+        return app
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def _on_startup(self, _app: web.Application) -> None:
@@ -282,7 +295,7 @@ class AnchorServer:
             return self._full(exc)
         except OfferError as exc:
             return error(400, str(exc))
-        location = f"/whep/{peer.id}"
+        location = f"{request.path.rstrip('/')}/{peer.id}"  # /whep/ID or /c/NAME/whep/ID
         return web.Response(
             status=201, text=peer.pc.localDescription.sdp, content_type="application/sdp",
             headers={"Location": location, "ETag": f'"{peer.id}"'},

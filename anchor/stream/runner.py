@@ -35,7 +35,7 @@ async def microphone_input(session: AnchorSession, sample_rate: int = 16000) -> 
 
 
 async def serve(
-    models: PipelineModels,
+    models: PipelineModels | Sequence[tuple[str, PipelineModels]],
     cfg: ServerConfig,
     token: str,
     *,
@@ -48,22 +48,38 @@ async def serve(
     publish: Sequence[str] = (),
     tts: TtsConfig | None = None,
 ) -> None:
+    """Serve one avatar (`models`) or several channels ((name, models), ...; the first is
+    also served at /). --mic, --play, --record and --publish go to the first channel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from anchor.stream.channels import mount_channels
     from anchor.stream.publish import PublishTarget, RtpPublisher
 
+    channels = [("main", models)] if isinstance(models, PipelineModels) else list(models)
     targets = [PublishTarget.parse(u) for u in publish]  # a bad URL fails before anything starts
     if mic:
         from anchor.stream.mic import check_input_device
 
         check_input_device()  # fail with one line before anything starts
-    session = AnchorSession(models, cfg)
-    server = AnchorServer(session, cfg, token, broadcast=broadcast, record=record, tts=tts)
-    runner = web.AppRunner(server.app, handle_signals=False, access_log=None)
+    render_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-render") \
+        if len(channels) > 1 else None
+    servers = []
+    for i, (name, m) in enumerate(channels):
+        session = AnchorSession(m, cfg, render_executor=render_pool)
+        servers.append((name, AnchorServer(session, cfg, token, broadcast=broadcast,
+                                           record=record if i == 0 else None, tts=tts)))
+    server = servers[0][1]
+    session = server.session
+    app = mount_channels(servers) if len(servers) > 1 else server.app
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
+        if render_pool is not None:
+            render_pool.shutdown(wait=True)
         raise StreamError(f"cannot listen on {cfg.host}:{cfg.port} ({exc.strerror or exc})") from None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -102,3 +118,5 @@ async def serve(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
         await runner.cleanup()
+        if render_pool is not None:
+            render_pool.shutdown(wait=True)

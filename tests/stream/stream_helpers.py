@@ -45,7 +45,8 @@ class Viewer:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def watch(
-        self, client: TestClient, timeout_s: float = 15.0, codec: str | None = None
+        self, client: TestClient, timeout_s: float = 15.0, codec: str | None = None,
+        path: str = "/offer",
     ) -> None:
         """Offer to receive (only `codec`, e.g. "H264", when given) and wait for 10 frames."""
         from aiortc import RTCRtpReceiver, RTCSessionDescription
@@ -74,7 +75,7 @@ class Viewer:
 
         await pc.setLocalDescription(await pc.createOffer())
         resp = await client.post(
-            "/offer", json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+            path, json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
         )
         assert resp.status == 200, await resp.text()
         answer = await resp.json()
@@ -102,10 +103,10 @@ class Viewer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def push_paced(client: TestClient, x: np.ndarray) -> float:
+async def push_paced(client: TestClient, x: np.ndarray, path: str = "/ws/audio") -> float:
     """Push 16 kHz float audio over /ws/audio in real time (20 ms chunks on absolute deadlines)
     and close; returns when (time.monotonic) the first chunk was sent."""
-    ws = await client.ws_connect("/ws/audio", headers=auth())
+    ws = await client.ws_connect(path, headers=auth())
     await ws.send_str('{"sample_rate": 16000}')
     await ws.receive_json(timeout=5)
     t_push = time.monotonic()
