@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
         help="override one config field, e.g. --set streaming.hop_frames=5 (repeatable)",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging: -v debug for anchor, -vv also for aiortc/aiohttp")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for name, subname, module, help_text in COMMANDS:
@@ -62,11 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Libraries that log every packet or connection at DEBUG/INFO: quiet unless -vv.
+NOISY_LOGGERS = ("aiortc", "aioice", "aiohttp.access", "av", "PIL", "matplotlib")
+
+
+def configure_logging(verbose: int, quiet: bool = False) -> int:
+    """Root level INFO by default, WARNING with -q, DEBUG with -v; -vv also lets the noisy
+    libraries log at DEBUG. Returns the anchor loggers' level."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        force=True)
+    logging.getLogger("anchor").setLevel(level)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    return level
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose, args.quiet)
     try:
         cfg = load_config(args.config, args.overrides)
         module = importlib.import_module(args._module)

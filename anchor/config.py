@@ -73,6 +73,13 @@ class FaceConfig:
     canny_high: int = 150
     pca_dims: int = 10
     per_clip_centering: bool = True  # remove each clip's mean mouth before PCA (speaker identity)
+    # A/V offset of each clip (anchor/train/av_offset.py): "auto" shifts the audio when the
+    # estimate is confident and more than one frame; "off" never; a number is a fixed shift in
+    # ms (positive: the audio is late). Estimated and recorded in the manifest in every mode.
+    av_offset: str = "auto"
+    av_offset_max_ms: float = 1000.0  # offsets searched: +- this
+    av_offset_min_correlation: float = 0.2  # confident: held-out lips/speech correlation at least
+    av_offset_min_margin: float = 0.1  # ... and above the best other offset (>= 3 frames away) by
 
 
 @dataclass(frozen=True)
@@ -290,14 +297,18 @@ class MotionConfig:
     head: str = "auto"  # auto | on | off (auto: on for avatars with <= auto_max_template_s footage)
     auto_max_template_s: float = 10.0  # a still photo or a short loop has no motion of its own
     seed: int = 0  # the same seed and speech give the same motion
-    mode_shift: float = 0.015  # pose modes: head offset, of the face box, per axis at most
-    mode_tilt_deg: float = 1.5  # pose modes: roll at most
-    mode_change_s: float = 0.9  # a new pose mode eases in over this long (each sentence)
-    nod_shift: float = 0.012  # a nod dips the head by up to this (of the face box)
+    # Defaults: a calm news anchor (benchmarks/head_motion.py compares with real speakers).
+    mode_shift: float = 0.03  # pose modes: head offset, of the face box, per axis at most
+    mode_tilt_deg: float = 4.0  # pose modes: roll at most
+    mode_change_s: float = 0.9  # a new pose mode eases in over this long
+    mode_phrase_s: tuple[float, float] = (1.5, 3.0)  # while speaking, a new mode this often
+    drift_shift: float = 0.006  # slow continuous sway on top (of the face box)
+    drift_tilt_deg: float = 0.8
+    nod_shift: float = 0.025  # a nod dips the head by up to this (of the face box)
     nod_peak_s: float = 0.14  # ... reaching its lowest this long after the prosodic peak
-    nod_min_interval_s: float = 0.8  # nods at most this often
-    nod_probability: float = 0.7  # a prosodic peak makes a nod this often (not every accent)
-    nod_threshold_db: float = 3.0  # frame energy this far above its running level makes a peak
+    nod_min_interval_s: float = 0.5  # nods at most this often
+    nod_probability: float = 0.9  # a prosodic peak makes a nod this often (not every accent)
+    nod_threshold_db: float = 2.0  # frame energy this far above its running level makes a peak
     gestures: bool = True  # play the avatar's keyword gestures (text input)
 
 

@@ -3,9 +3,9 @@
 A still photo or a short idle loop looks frozen while it talks. Two sources of motion, as in
 the seeds this follows (speech-driven head motion; keyword-triggered gestures):
 
-- `HeadMotion`: slow pose *modes* (a small offset and tilt held for a sentence, eased into over
-  `mode_change_s` whenever a new sentence starts, back to rest in long pauses), plus *nods* at
-  prosodic peaks (a frame whose energy jumps `nod_threshold_db` above its running level), each a
+- `HeadMotion`: slow pose *modes* (a small offset and tilt held for a phrase, eased into over
+  `mode_change_s` whenever a sentence starts or every `mode_phrase_s` of speech, back to rest in
+  long pauses), a slow sway (three incommensurate sines per axis), plus *nods* at prosodic peaks (a frame whose energy jumps `nod_threshold_db` above its running level), each a
   smooth dip with a random depth. Peaks come from the speech, so the rhythm follows it, not a
   metronome. A seeded generator makes it deterministic: the same seed and speech give the same
   motion.
@@ -102,6 +102,22 @@ class HeadMotion:
         self._last_nod = -10**9
         self._nods: list[tuple[int, float]] = []  # (start frame, depth)
         self._n = 0
+        self._spoken = 0  # speech frames since the mode last changed
+        self._next_phrase = self._phrase_frames()
+        # Slow sway: three incommensurate sines per axis (0.05-0.35 Hz), random phases.
+        self._drift_f = self._rng.uniform(0.05, 0.35, (3, 3))
+        self._drift_p = self._rng.uniform(0.0, 2 * math.pi, (3, 3))
+
+    def _phrase_frames(self) -> int:
+        lo, hi = self.cfg.mode_phrase_s
+        return max(1, round(self._rng.uniform(lo, max(lo, hi)) * self.fps))
+
+    def _drift(self, i: int) -> Pose:
+        t = i / self.fps
+        v = np.sin(2 * math.pi * self._drift_f * t + self._drift_p).sum(axis=1) / 3.0
+        c = self.cfg
+        return Pose(c.drift_shift * float(v[0]), 0.6 * c.drift_shift * float(v[1]),
+                    c.drift_tilt_deg * float(v[2]))
 
     def _mode(self) -> Pose:
         w = _smoothstep(self._since / max(1.0, self.cfg.mode_change_s * self.fps))
@@ -109,6 +125,8 @@ class HeadMotion:
 
     def _new_mode(self, target: Pose) -> None:
         self._from, self._to, self._since = self._mode(), target, 0
+        self._spoken = 0
+        self._next_phrase = self._phrase_frames()
 
     def _random_mode(self) -> Pose:
         c = self.cfg
@@ -121,8 +139,9 @@ class HeadMotion:
         (segment) starts with it."""
         c, i = self.cfg, self._n
         self._n += 1
-        if new_sentence:
-            self._new_mode(self._random_mode())
+        if new_sentence or (speech and self._spoken >= self._next_phrase):
+            self._new_mode(self._random_mode())  # a new sentence, or a new phrase within one
+        self._spoken += 1 if speech else 0
         self._silent = 0 if speech else self._silent + 1
         if self._silent == int(self.REST_AFTER_S * self.fps) and self._to != REST:
             self._new_mode(REST)
@@ -148,9 +167,10 @@ class HeadMotion:
             t = (i - start) / tau
             if t <= 5.0:
                 alive.append((start, depth))
-                dip += depth * t * math.exp(1.0 - t)  # 0 at the peak frame, 1 after tau
+                dip += depth * t * t * math.exp(2.0 * (1.0 - t))  # smooth start, 1 at tau
         self._nods = alive
-        return self._mode() + Pose(0.0, dip, -8.0 * dip)  # a nod also pitches: a slight roll
+        # a nod also pitches: a slight roll
+        return self._mode() + self._drift(i) + Pose(0.0, dip, -8.0 * dip)
 
 
 # -- gestures -----------------------------------------------------------------------------------
@@ -489,7 +509,7 @@ def gestures_from_recording(spec: list[dict[str, Any]], landmarks: np.ndarray, b
     size = float(np.median(np.asarray(boxes, np.float64)[:, 3] - np.asarray(boxes)[:, 1]))
     out = []
     for e in spec:
-        a, b = int(round(e["start_s"] * fps)), int(round(e["end_s"] * fps))
+        a, b = int(e["start_s"] * fps + 0.5), int(e["end_s"] * fps + 0.5)  # half up, not even
         if b > n_frames:
             raise ComposeError(f"gesture {e['name']!r}: {e['start_s']}-{e['end_s']} s is past the "
                                f"end of the recording ({n_frames / fps:.1f} s)")

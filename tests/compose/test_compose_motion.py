@@ -69,8 +69,8 @@ def test_head_motion_is_small_and_smooth() -> None:
     cfg = MotionConfig()
     poses = _poses(_head(cfg), _speech(20.0))
     arr = np.array([p.as_array() for p in poses])
-    assert np.abs(arr[:, 0]).max() <= cfg.mode_shift + 1e-9
-    assert np.abs(arr[:, 1]).max() <= cfg.mode_shift + 2 * cfg.nod_shift
+    assert np.abs(arr[:, 0]).max() <= cfg.mode_shift + cfg.drift_shift + 1e-9
+    assert np.abs(arr[:, 1]).max() <= cfg.mode_shift + cfg.drift_shift + 2 * cfg.nod_shift
     step = np.abs(np.diff(arr, axis=0))
     # no frame-to-frame jump: a nod or a mode change is spread over several frames
     assert step[:, 0].max() < 0.25 * cfg.mode_shift
