@@ -236,12 +236,16 @@ class ServerConfig:
     # /offer and /whep bodies: real offers are a few KiB; a bigger one is refused (413) unread
     max_signalling_bytes: int = 64 << 10
     video_codec: str = "VP8"
-    hop_frames: int = 2  # TCN window hop when serving live (small = low latency; 0 = streaming's)
+    # TCN window hop when serving live (small = low latency; 0 = streaming's): 1 frame costs one
+    # TCN window (~1.6 ms) per frame on this CPU and saves 40 ms against 2.
+    hop_frames: int = 1
     # Live lookahead (TCN right context) in frames; -1 keeps streaming.right_context_frames.
     # 2 frames = 80 ms: the smallest lookahead whose held-out mouth error stays within 5 % of the
     # paper's 400 ms (benchmarks/results/cpu-2core/lookahead.json).
     lookahead_frames: int = 2
-    latency_margin_ms: int = 120  # compute + jitter budget on top of lookahead + hop (live input)
+    # Compute + jitter budget on top of lookahead + hop (live input). None: sized at start from
+    # the measured frame cost (anchor.pipeline.engine.measured_margin_ms).
+    latency_margin_ms: float | None = None
     resync_frames: int = 3  # the player rebases its clock when more than this many frames late
     viewer_audio_ms: int = 200  # per-viewer audio queue (drop-oldest beyond it)
     # Longest decoded duration /speak accepts (413 beyond; checked before decoding past it).

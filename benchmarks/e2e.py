@@ -169,8 +169,11 @@ def run(cfg: AnchorConfig, opts: BenchOptions) -> dict[str, Any]:
             parts.setdefault(f"group:{g}", []).append(1000 * sum(split[m] for m in members))
     split_stats = {k: percentiles(v) for k, v in parts.items() if not k.startswith("group:")}
     groups = {k.split(":", 1)[1]: percentiles(v) for k, v in parts.items() if k.startswith("group:")}
+    sent = sorted(f.stamps["sent"] for f in live.frames if "sent" in f.stamps)
+    fps = (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 1 and sent[-1] > sent[0] else 0.0
     return {
         "avatar": avatar.describe(),
+        "output_fps": round(fps, 2),  # frames the viewer sent per second over the whole run
         "audio": source,
         "chunk_ms": 20,
         "bursts": n_bursts,
@@ -194,7 +197,7 @@ def run(cfg: AnchorConfig, opts: BenchOptions) -> dict[str, Any]:
         "frame_latency_ms": split_stats.get("total", percentiles([])),
         "split_note": ("queueing includes the jitter buffer that holds every frame until its "
                        "deadline: live latency target = (hop + right context) / fps + "
-                       "server.latency_margin_ms"),
+                       "server.latency_margin_ms (sized from the measured frame cost when unset)"),
         "split_ms": groups,
         "split_detail_ms": split_stats,
         "speech_frames": len(speech),
@@ -239,7 +242,8 @@ def plot(figures: dict[str, Any], out_dir: Path) -> list[Path]:
 def summary(figures: dict[str, Any]) -> str:
     m, f = figures["marker_latency_ms"], figures["frame_latency_ms"]
     lines = [f"lookahead {figures['lookahead_ms']:.0f} ms, hop {figures['hop_frames']} frames, "
-             f"live latency target {figures['live_latency_target_ms']:.0f} ms"]
+             f"live latency target {figures['live_latency_target_ms']:.0f} ms, "
+             f"output {figures.get('output_fps', 0):.2f} fps"]
     if m.get("n"):
         lines.append(f"markers ({figures['detector']}): "
                      f"{figures['markers_detected']}/{figures['bursts']} detected, "

@@ -44,7 +44,8 @@ def dumps(data: Mapping[str, Any]) -> str:
     lines: list[str] = []
 
     def table(d: Mapping[str, Any], prefix: list[str]) -> None:
-        scalars = [(k, v) for k, v in d.items() if not isinstance(v, Mapping)]
+        # None has no TOML form: the key is left out, and loading gives the field its default
+        scalars = [(k, v) for k, v in d.items() if not isinstance(v, Mapping) and v is not None]
         subtables = [(k, v) for k, v in d.items() if isinstance(v, Mapping)]
         if prefix and (scalars or not subtables):
             if lines:

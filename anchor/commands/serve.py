@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
     from anchor.errors import StreamError
-    from anchor.pipeline.engine import load_models
+    from anchor.pipeline.engine import live_latency_ms, load_models
     from anchor.stream.auth import ENV_TOKEN, resolve_token
     from anchor.stream.runner import serve
 
@@ -73,10 +73,7 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
     models = channels[0][1]
 
     def ready(url: str) -> None:
-        latency = (
-            (models.streaming.hop_frames + models.streaming.right_context_frames) / models.fps * 1000
-            + server.latency_margin_ms
-        )
+        latency = live_latency_ms(models, server.latency_margin_ms)  # measured once, cached
         print(f"anchor: serving {models.name!r} at {url}  (WHEP: {url}whep)", flush=True)
         if len(channels) > 1:
             for name, m in channels:

@@ -108,6 +108,41 @@ class PipelineModels:
         return self.streaming.lookahead_ms
 
 
+MARGIN_LIMITS_MS = (40.0, 200.0)
+
+
+def measured_margin_ms(models: PipelineModels, frames: int = 12) -> float:
+    """The live jitter budget for this avatar on this machine: twice the p90 of the time one
+    speech frame takes (facial map + renderer + compositor, what runs between a frame's features
+    and its deadline) plus 15 ms for the encoder and scheduling, within MARGIN_LIMITS_MS.
+    Measured once per models (cached in `info`), after warm-up."""
+    cached = models.info.get("measured_margin_ms")
+    if isinstance(cached, float):
+        return cached
+    import time
+
+    engine = models.engine
+    feats = np.zeros((1, models.mouth_model.pca_dims), np.float32)
+    costs = []
+    for i in range(frames + 2):
+        t0 = time.perf_counter()
+        engine.compose(engine.infer(engine.maps(feats, [i])), [i])
+        costs.append(time.perf_counter() - t0)
+    p90 = float(np.percentile(costs[2:], 90)) * 1000.0  # the first two warm caches up
+    margin = float(np.clip(2.0 * p90 + 15.0, *MARGIN_LIMITS_MS))
+    models.info["measured_margin_ms"] = margin
+    log.info("live latency margin %.0f ms (frame cost p90 %.1f ms)", margin, p90)
+    return margin
+
+
+def live_latency_ms(models: PipelineModels, margin_ms: float | None) -> float:
+    """Audio in -> frame out target for live input: hop + lookahead + margin (measured when
+    `margin_ms` is None). The one place this budget is written down."""
+    s = models.streaming
+    margin = measured_margin_ms(models) if margin_ms is None else float(margin_ms)
+    return (s.hop_frames + s.right_context_frames) * 1000.0 / models.fps + margin
+
+
 def merge_streaming(bundle: StreamingConfig, user: StreamingConfig) -> StreamingConfig:
     """The bundle's streaming settings, except fields the user changed from the defaults."""
     default = StreamingConfig()

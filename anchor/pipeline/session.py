@@ -47,7 +47,7 @@ from anchor.errors import StreamError
 from anchor.frames import SegmentEnd
 from anchor.mouth.visemes import SpeechCues
 from anchor.pipeline.analysis import SpeechAnalyzer
-from anchor.pipeline.engine import PipelineModels
+from anchor.pipeline.engine import PipelineModels, live_latency_ms
 from anchor.pipeline.fanout import FrameBroadcaster, Subscription
 from anchor.pipeline.items import InputAudio, SegmentStart
 from anchor.pipeline.observers import ObserverList, PipelineObserver, StageRecorder
@@ -214,10 +214,7 @@ class AnchorSession:
         self.observers = ObserverList([self.recorder, *(observers or [])])
         self.broadcaster = FrameBroadcaster(self.fps, float(server.viewer_audio_ms))
         self.generation = 0
-        self.live_latency_s = (
-            (models.streaming.hop_frames + models.streaming.right_context_frames) / self.fps
-            + server.latency_margin_ms / 1000.0
-        )
+        self.live_latency_s = live_latency_ms(models, server.latency_margin_ms) / 1000.0
         self.audio_queue: MediaQueue[AudioItem] = MediaQueue(
             "audio", server.audio_queue_ms, DropPolicy.BLOCK, audio_item_ms(self.sample_rate)
         )
