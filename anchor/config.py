@@ -13,11 +13,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from anchor.errors import ConfigError
 
 T = TypeVar("T")
+
+
+BackendName = Literal["onnxruntime", "torch", "torch-cuda", "tensorrt"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class FaceConfig:
 class MouthModelConfig:
     """Audio-to-mouth networks (paper §3.1): 200x13 MFCC in, 50x10 PCA mouth out."""
 
-    kind: str = "adversarial-tcn"  # adversarial-tcn | tcn | lstm | bilstm
+    kind: Literal["adversarial-tcn", "tcn", "lstm", "bilstm"] = "adversarial-tcn"
     n_mfcc: int = 13
     pca_dims: int = 10
     window_in: int = 200  # MFCC frames (2 s at 100 Hz)
@@ -118,7 +121,8 @@ class MouthTrainConfig:
     val_fraction: float = 0.15  # the last 15% of every clip is held out
     checkpoint_every: int = 5  # epochs
     threads: int = 2
-    target_scaling: str = "global"  # none | global | per-dim: divide PCA targets by their RMS
+    # divide PCA targets by their RMS: none | global | per-dim
+    target_scaling: Literal["none", "global", "per-dim"] = "global"
     patience: int = 4  # stop after this many epochs without a better held-out MSE (0: never)
     # MFCC augmentation of training windows (standardised units; all 0 = off):
     aug_noise: float = 0.3  # std of Gaussian noise added to every coefficient
@@ -206,10 +210,10 @@ class RendererTrainConfig:
 class BackendConfig:
     """Which renderer backend serves frames, and how."""
 
-    name: str = "onnxruntime"  # torch | torch-cuda | onnxruntime | tensorrt
+    name: BackendName = "onnxruntime"
     threads: int = 2
     max_batch: int = 4
-    fallback: str = "onnxruntime"  # used when the configured backend cannot start
+    fallback: BackendName = "onnxruntime"  # used when the configured backend cannot start
     engines_dir: str = "engines"
 
 
@@ -217,11 +221,12 @@ class BackendConfig:
 class ComposeConfig:
     feather_px: int = 12
     color_match: bool = True
-    chroma_key: str = "none"  # none | green | blue
+    chroma_key: Literal["none", "green", "blue"] = "none"
     key_threshold: float = 0.35
     background: str = ""  # image path, or "#rrggbb"; empty keeps the template background
     idle_crossfade_frames: int = 8
-    idle_mode: str = "pingpong"  # pingpong | crossfade: how the template loops without a jump
+    # how the template loops without a jump
+    idle_mode: Literal["pingpong", "crossfade"] = "pingpong"
 
 
 @dataclass(frozen=True)
@@ -235,7 +240,7 @@ class ServerConfig:
     max_upload_bytes: int = 50 << 20
     # /offer and /whep bodies: real offers are a few KiB; a bigger one is refused (413) unread
     max_signalling_bytes: int = 64 << 10
-    video_codec: str = "VP8"
+    video_codec: Literal["VP8", "H264"] = "VP8"
     # TCN window hop when serving live (small = low latency; 0 = streaming's): 1 frame costs one
     # TCN window (~1.6 ms) per frame on this CPU and saves 40 ms against 2.
     hop_frames: int = 1
@@ -258,6 +263,39 @@ class ServerConfig:
     ws_idle_timeout_s: float = 10.0  # /ws/audio silent this long (no message) is closed; 0: never
 
 
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"server.port {self.port} is not a port (0-65535)")
+        if self.hop_frames < 0 or self.lookahead_frames < -1:
+            raise ConfigError("server.hop_frames must be >= 0 and server.lookahead_frames >= -1")
+        if self.latency_margin_ms is not None and not 0 <= self.latency_margin_ms <= 2000:
+            raise ConfigError("server.latency_margin_ms must be between 0 and 2000 (or unset)")
+        for name in ("audio_queue_ms", "video_queue_ms", "viewer_audio_ms"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"server.{name} must be > 0")
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """The render stage's timing rules (anchor/pipeline/planner.py): when a live frame is late,
+    dropped, held or rendered."""
+
+    catchup_s: float = 0.08  # a live segment this far behind drops silent frames to catch up
+    max_behind_s: float = 1.0  # ... and speech only beyond this (the backlog too late to show)
+    pause_s: float = 0.12  # audio this much later than planned is a source pause: re-plan
+    idle_lead_frames: int = 2  # idle frames are made this many frames ahead of their deadline
+    in_flight: int = 2  # frames being rendered/composited at once (maps+infer overlap compose)
+    underrun_guard_s: float = 0.005  # features later than deadline - idle cost - this: hold
+    cost_smoothing: float = 0.2  # weight of the newest measurement in the cost estimates
+
+    def validate(self) -> None:
+        if min(self.catchup_s, self.max_behind_s, self.pause_s, self.underrun_guard_s) < 0:
+            raise ConfigError("planner times must be >= 0")
+        if self.idle_lead_frames < 0 or self.in_flight < 1:
+            raise ConfigError("planner.idle_lead_frames must be >= 0 and in_flight >= 1")
+        if not 0 < self.cost_smoothing <= 1:
+            raise ConfigError("planner.cost_smoothing must be in (0, 1]")
+
+
 @dataclass(frozen=True)
 class BroadcastConfig:
     """Encode once, fan out: the shared encoder, viewer admission and eviction, recording."""
@@ -276,11 +314,21 @@ class BroadcastConfig:
     publish: tuple[str, ...] = ()
 
 
+    def validate(self) -> None:
+        if self.video_bitrate_kbps <= 0 or self.audio_bitrate_kbps <= 0:
+            raise ConfigError("broadcast bitrates must be > 0 kbit/s")
+        if self.max_viewers < 1 or self.viewer_video_ms <= 0 or self.viewer_timeout_s <= 0:
+            raise ConfigError("broadcast.max_viewers, viewer_video_ms and viewer_timeout_s "
+                              "must be > 0")
+        if self.keyframe_interval_s <= 0 or self.keyframe_min_interval_ms < 0:
+            raise ConfigError("broadcast keyframe intervals must be > 0")
+
 @dataclass(frozen=True)
 class TtsConfig:
     """Offline text to speech in front of the pipeline (`anchor.tts`)."""
 
-    engine: str = "auto"  # auto | festival | espeak-ng (auto: festival for English if installed)
+    # auto: festival for English if installed, else espeak-ng
+    engine: Literal["auto", "festival", "espeak-ng"] = "auto"
     voice: str = ""  # the engine's voice; "" = its default (festival: HTS slt; espeak-ng: language)
     language: str = "en"  # espeak-ng language code (festival's voices are English)
     rate: float = 1.0  # speaking-rate multiplier (1.0 = the voice's own)
@@ -291,6 +339,14 @@ class TtsConfig:
     phoneme_mouth: float = 1.0
 
 
+    def validate(self) -> None:
+        if not 0.5 <= self.rate <= 2.5:
+            raise ConfigError(f"tts.rate {self.rate} must be between 0.5 and 2.5")
+        if self.max_chars < 1 or self.sentence_max_chars < 1:
+            raise ConfigError("tts.max_chars and tts.sentence_max_chars must be at least 1")
+        if not 0.0 <= self.phoneme_mouth <= 1.0:
+            raise ConfigError("tts.phoneme_mouth must be between 0 and 1")
+
 @dataclass(frozen=True)
 class MotionConfig:
     """Speech-driven head motion and keyword gestures (`anchor.compose.motion`).
@@ -298,7 +354,8 @@ class MotionConfig:
     Amplitudes are fractions of the face box (shifts) and degrees (tilt); the motion is a smooth
     warp of the head region of each frame, so face, mouth and landmarks move together."""
 
-    head: str = "auto"  # auto | on | off (auto: on for avatars with <= auto_max_template_s footage)
+    # auto: on for avatars with <= auto_max_template_s of footage
+    head: Literal["auto", "on", "off"] = "auto"
     auto_max_template_s: float = 10.0  # a still photo or a short loop has no motion of its own
     seed: int = 0  # the same seed and speech give the same motion
     # Defaults: a calm news anchor (benchmarks/head_motion.py compares with real speakers).
@@ -316,6 +373,18 @@ class MotionConfig:
     gestures: bool = True  # play the avatar's keyword gestures (text input)
 
 
+    def validate(self) -> None:
+        amounts = ("auto_max_template_s", "mode_shift", "mode_tilt_deg", "mode_change_s",
+                   "drift_shift", "drift_tilt_deg", "nod_shift", "nod_peak_s",
+                   "nod_min_interval_s", "nod_threshold_db")
+        for name in amounts:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"motion.{name} must be >= 0")
+        if len(self.mode_phrase_s) != 2 or not 0 < self.mode_phrase_s[0] <= self.mode_phrase_s[1]:
+            raise ConfigError("motion.mode_phrase_s must be two increasing positive seconds")
+        if not 0.0 <= self.nod_probability <= 1.0:
+            raise ConfigError("motion.nod_probability must be between 0 and 1")
+
 @dataclass(frozen=True)
 class AnchorConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
@@ -329,6 +398,7 @@ class AnchorConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     compose: ComposeConfig = field(default_factory=ComposeConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
     broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
@@ -369,6 +439,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be a table")
         return from_dict(hint, value)
     origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
     if origin is tuple:
         (inner, *_rest) = typing.get_args(hint) or (Any,)
         if isinstance(value, str):
@@ -430,4 +505,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg = from_dict(AnchorConfig, merged)
     if overrides:
         cfg = apply_overrides(cfg, overrides)
+    validate_config(cfg)
     return cfg
+
+
+def validate_config(cfg: AnchorConfig) -> None:
+    """Every section checks itself (`validate()`), so a bad value fails when the config loads,
+    in one line naming the field, not later where it is used."""
+    for f in dataclasses.fields(cfg):
+        check = getattr(getattr(cfg, f.name), "validate", None)
+        if callable(check):
+            check()

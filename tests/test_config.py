@@ -63,3 +63,35 @@ def test_streaming_lookahead_math() -> None:
     assert live.lookahead_ms == 200.0
     with pytest.raises(ConfigError):
         StreamingConfig(hop_frames=45, right_context_frames=10).validate()
+
+
+def test_string_options_are_checked_when_the_config_loads() -> None:
+    from anchor.config import load_config
+
+    assert load_config(None, ["compose.idle_mode=crossfade"]).compose.idle_mode == "crossfade"
+    for override, match in (("compose.idle_mode=bounce", "pingpong, crossfade"),
+                            ("tts.engine=say", "auto, festival, espeak-ng"),
+                            ("backend.name=cuda", "onnxruntime"),
+                            ("motion.head=sometimes", "auto, on, off"),
+                            ("server.video_codec=AV1", "VP8, H264")):
+        with pytest.raises(ConfigError, match=match):
+            load_config(None, [override])
+
+
+def test_each_section_validates_itself_at_load(tmp_path: Path) -> None:
+    from anchor.config import load_config
+
+    for override, match in (("server.port=70000", "server.port"),
+                            ("tts.rate=9", "tts.rate"),
+                            ("broadcast.max_viewers=0", "max_viewers"),
+                            ("motion.nod_probability=2", "nod_probability"),
+                            ("motion.mode_phrase_s=3,1", "mode_phrase_s"),
+                            ("streaming.hop_frames=0", "hop_frames")):
+        with pytest.raises(ConfigError, match=match):
+            load_config(None, [override])
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server]\nlatency_margin_ms = -5\n")
+    with pytest.raises(ConfigError, match="latency_margin_ms"):
+        load_config(cfg)
+    assert load_config(None, ["server.latency_margin_ms=none"]).server.latency_margin_ms is None
+    assert load_config(None, ["server.latency_margin_ms=60"]).server.latency_margin_ms == 60

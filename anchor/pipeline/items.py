@@ -1,7 +1,7 @@
-"""Items that flow between the pipeline's stages (in addition to anchor.frames).
+"""Items that flow between the pipeline's stages, and the stamps they carry.
 
-Audio travels as `AudioChunk` (anchor.frames) at 16 kHz between `SegmentStart` / `SegmentEnd`
-markers; the analysis stage turns it into `SpeechFrame`s (one per video frame, carrying that
+Audio travels as `InputAudio` at 16 kHz between `SegmentStart` / `SegmentEnd` markers; the
+analysis stage turns it into `SpeechFrame`s (one per video frame, carrying that
 frame's 640 samples); the render stage turns those into `OutputFrame`s on the output timeline,
 where frame n owns audio samples [n * 640, (n + 1) * 640). Every item carries a `timestamps` dict
 (stage name -> monotonic seconds) that observers read; it is the only mutable part.
@@ -39,6 +39,14 @@ class SegmentStart:
     sample_rate: int = 16000
     # Text input: the TTS's phoneme and word timings for this segment (seconds from its start).
     cues: SpeechCues | None = None
+
+
+@dataclass(frozen=True)
+class SegmentEnd:
+    """The segment has ended (a file, a push connection): analysis pads its windows with
+    silence and flushes its last frames."""
+
+    source: str = ""
 
 
 @dataclass(frozen=True)

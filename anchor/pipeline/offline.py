@@ -18,22 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from anchor.frames import SegmentEnd
 from anchor.mouth.visemes import SpeechCues
-from anchor.pipeline.analysis import SpeechAnalyzer
 from anchor.pipeline.engine import PipelineModels
-from anchor.pipeline.items import STAMP_OUT, EndOfStream, InputAudio, OutputFrame, SegmentStart
+from anchor.pipeline.items import (
+    STAMP_OUT,
+    EndOfStream,
+    InputAudio,
+    OutputFrame,
+    SegmentEnd,
+    SegmentStart,
+)
 from anchor.pipeline.observers import ObserverList, PipelineObserver, StageRecorder
-from anchor.pipeline.queues import DropPolicy, MediaQueue
+from anchor.pipeline.runner import Pipeline, QueuePlan
 from anchor.pipeline.sinks import Mp4Writer
 from anchor.pipeline.stages import (
-    AnalysisStage,
-    AudioItem,
-    FeatureItem,
-    PlayoutItem,
-    RenderStage,
-    audio_item_ms,
-    frame_item_ms,
     run_until_first_failure,
 )
 
@@ -69,29 +67,12 @@ async def run_offline(
     thread for every frame in order. Returns the number of frames. `cues`: the TTS's phoneme and
     word timings of a synthesised text (seconds from the first sample)."""
     rate = models.audio.sample_rate
-    fps = models.fps
     obs = ObserverList(list(observers or []))
-    audio_q: MediaQueue[AudioItem] = MediaQueue(
-        "audio", 2000, DropPolicy.BLOCK, audio_item_ms(rate)
-    )
-    feature_q: MediaQueue[FeatureItem] = MediaQueue(
-        "features", 2000, DropPolicy.BLOCK, frame_item_ms(fps)
-    )
-    out_q: MediaQueue[PlayoutItem] = MediaQueue("out", 1000, DropPolicy.BLOCK, frame_item_ms(fps))
-    analysis_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-analysis")
-    render_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-render")
-    compose_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-compose")
+    # The same stages and queues as live (anchor.pipeline.runner), unpaced, drained here.
+    pipeline = Pipeline(models, QueuePlan.offline(), observers=obs, live=False,
+                        max_batch=max_batch)
+    audio_q, out_q = pipeline.audio_queue, pipeline.playout_queue
     sink_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-sink")
-    analyzer = SpeechAnalyzer(
-        models.audio, models.streaming, models.mouth_model, models.infer, fps=fps,
-        shaper=models.shaper,
-    )
-    analysis = AnalysisStage(analyzer, analysis_pool, audio_q, feature_q)
-    render = RenderStage(
-        models.engine, render_pool, feature_q, out_q, fps=fps,
-        samples_per_frame=models.samples_per_frame, live=False, max_batch=max_batch, observers=obs,
-        compose_executor=compose_pool, motion=models.new_motion(), warper=models.warper,
-    )
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
     chunk = max(1, rate * chunk_ms // 1000)
     count = 0
@@ -117,10 +98,11 @@ async def run_offline(
             count += 1
 
     try:
-        await run_until_first_failure([feed(), analysis.run(), render.run(), drain()])
+        await run_until_first_failure([feed(), *(run() for _n, run in pipeline.stages()),
+                                       drain()])
     finally:
-        for pool in (analysis_pool, render_pool, compose_pool, sink_pool):
-            pool.shutdown(wait=True)
+        pipeline.shutdown(wait=True)
+        sink_pool.shutdown(wait=True)
     return count
 
 

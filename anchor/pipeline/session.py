@@ -44,23 +44,16 @@ from anchor.audio.resample import StreamResampler
 from anchor.clock import MediaClock
 from anchor.config import ServerConfig
 from anchor.errors import StreamError
-from anchor.frames import SegmentEnd
 from anchor.mouth.visemes import SpeechCues
-from anchor.pipeline.analysis import SpeechAnalyzer
 from anchor.pipeline.engine import PipelineModels, live_latency_ms
 from anchor.pipeline.fanout import FrameBroadcaster, Subscription
-from anchor.pipeline.items import InputAudio, SegmentStart
+from anchor.pipeline.items import InputAudio, SegmentEnd, SegmentStart
 from anchor.pipeline.observers import ObserverList, PipelineObserver, StageRecorder
-from anchor.pipeline.queues import DropPolicy, MediaQueue, QueueClosed
+from anchor.pipeline.queues import QueueClosed
+from anchor.pipeline.runner import Pipeline, QueuePlan
 from anchor.pipeline.stages import (
-    AnalysisStage,
     AudioItem,
-    FeatureItem,
     Player,
-    PlayoutItem,
-    RenderStage,
-    audio_item_ms,
-    frame_item_ms,
 )
 
 log = logging.getLogger(__name__)
@@ -215,40 +208,19 @@ class AnchorSession:
         self.broadcaster = FrameBroadcaster(self.fps, float(server.viewer_audio_ms))
         self.generation = 0
         self.live_latency_s = live_latency_ms(models, server.latency_margin_ms) / 1000.0
-        self.audio_queue: MediaQueue[AudioItem] = MediaQueue(
-            "audio", server.audio_queue_ms, DropPolicy.BLOCK, audio_item_ms(self.sample_rate)
+        # The stages, their queues and worker threads: one declaration for live and offline.
+        self.pipeline = Pipeline(
+            models, QueuePlan.live(server, self.live_latency_s), observers=self.observers,
+            live=True, clock=self.clock, publish=self.broadcaster.publish,
+            live_latency_s=self.live_latency_s, resync_frames=server.resync_frames,
+            render_executor=render_executor,
         )
-        self.feature_queue: MediaQueue[FeatureItem] = MediaQueue(
-            "features", max(server.audio_queue_ms, 1000 * self.live_latency_s + 500),
-            DropPolicy.BLOCK, frame_item_ms(self.fps),
-        )
-        self.playout_queue: MediaQueue[PlayoutItem] = MediaQueue(
-            "playout", server.video_queue_ms, DropPolicy.BLOCK, frame_item_ms(self.fps)
-        )
-        self._analysis_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-analysis")
-        self._owns_render_pool = render_executor is None
-        self._render_pool = render_executor or ThreadPoolExecutor(
-            1, thread_name_prefix="anchor-render"
-        )
-        self._compose_pool = ThreadPoolExecutor(1, thread_name_prefix="anchor-compose")
-        self.analyzer = SpeechAnalyzer(
-            models.audio, models.streaming, models.mouth_model, models.infer, fps=self.fps,
-            time_fn=self.clock.monotonic, shaper=models.shaper,
-        )
-        self.analysis = AnalysisStage(
-            self.analyzer, self._analysis_pool, self.audio_queue, self.feature_queue
-        )
-        self.render = RenderStage(
-            models.engine, self._render_pool, self.feature_queue, self.playout_queue,
-            fps=self.fps, samples_per_frame=self.samples_per_frame, clock=self.clock, live=True,
-            live_latency_s=self.live_latency_s, max_batch=1, observers=self.observers,
-            time_fn=self.clock.monotonic, compose_executor=self._compose_pool,
-            motion=models.new_motion(), warper=models.warper,
-        )
-        self.player = Player(
-            self.playout_queue, self.clock, self.fps, self.broadcaster.publish,
-            resync_frames=server.resync_frames, observers=self.observers,
-        )
+        p = self.pipeline
+        self.audio_queue, self.feature_queue, self.playout_queue = (
+            p.audio_queue, p.feature_queue, p.playout_queue)
+        self.analyzer, self.analysis, self.render = p.analyzer, p.analysis, p.render
+        assert p.player is not None
+        self.player: Player = p.player
         self._input: AudioInput | None = None
         self._input_free = asyncio.Event()
         self._input_free.set()
@@ -276,9 +248,8 @@ class AnchorSession:
         self._running = True
         await self._warm_up()
         self.clock.start()
-        self._start_stage("analysis", self.analysis.run)
-        self._start_stage("render", self.render.run)
-        self._start_stage("player", self.player.run)
+        for name, run in self.pipeline.stages():
+            self._start_stage(name, run)
         self._start_stage("speak", self._speak_worker)
         log.info(
             "session started: %d fps, lookahead %.0f ms, hop %.0f ms, live latency target %.0f ms",
@@ -287,18 +258,7 @@ class AnchorSession:
         )
 
     async def _warm_up(self) -> None:
-        """Pay one-time costs (first MFCC/VAD/TCN call, first idle frame) before the clock
-        starts, so they cannot make the first live frames late."""
-        loop = asyncio.get_running_loop()
-
-        def analysis() -> None:
-            self.analyzer.push(np.zeros(self.sample_rate // 2, np.float32), 0.0)
-            self.analyzer.finish()
-
-        await asyncio.gather(
-            loop.run_in_executor(self._analysis_pool, analysis),
-            loop.run_in_executor(self._compose_pool, self.models.engine.idle_frame_at, 0),
-        )
+        await self.pipeline.warm_up()
 
     def _start_stage(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         self._tasks[name] = asyncio.create_task(self._supervise(name, run), name=f"anchor-{name}")
@@ -330,14 +290,10 @@ class AnchorSession:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for q in (self.audio_queue, self.feature_queue, self.playout_queue):
-            q.close()  # a source still pushing gets QueueClosed -> StreamError, not a hang
+        self.pipeline.close_queues()  # a source still pushing gets QueueClosed -> StreamError
         for sub in self.broadcaster.subscribers:
             self.broadcaster.unsubscribe(sub)
-        self._analysis_pool.shutdown(wait=False, cancel_futures=True)
-        if self._owns_render_pool:
-            self._render_pool.shutdown(wait=False, cancel_futures=True)
-        self._compose_pool.shutdown(wait=False, cancel_futures=True)
+        self.pipeline.shutdown(wait=False)
         self._drop_speech()
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(Exception):
@@ -524,9 +480,7 @@ class AnchorSession:
                 if task is not None:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
-            dropped = (
-                self.audio_queue.flush() + self.feature_queue.flush() + self.playout_queue.flush()
-            )
+            dropped = self.pipeline.flush()
             await self.analysis.reset()
             self.render.reset(self.player.next_index)
             self.broadcaster.flush_audio()

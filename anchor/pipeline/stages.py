@@ -39,7 +39,6 @@ import numpy as np
 
 from anchor.clock import MediaClock
 from anchor.compose.motion import REST, HeadWarper, MotionDirector, Pose
-from anchor.frames import SegmentEnd
 from anchor.pipeline.analysis import SpeechAnalyzer
 from anchor.pipeline.engine import FrameEngine
 from anchor.pipeline.items import (
@@ -50,6 +49,7 @@ from anchor.pipeline.items import (
     EndOfStream,
     InputAudio,
     OutputFrame,
+    SegmentEnd,
     SegmentStart,
     SpeechFrame,
 )

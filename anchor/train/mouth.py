@@ -86,7 +86,9 @@ def resolve_config(cfg: AnchorConfig, kind: str | None = None, epochs: int | Non
     """`cfg` with the model kind / epoch count from the command line applied and checked."""
     mm, mt = cfg.mouth_model, cfg.mouth_train
     if kind is not None:
-        mm = dataclasses.replace(mm, kind=kind)
+        if kind not in KINDS:
+            raise MouthError(f"unknown mouth model kind {kind!r} (choose from {', '.join(KINDS)})")
+        mm = dataclasses.replace(mm, kind=kind)  # type: ignore[arg-type]  # checked above
     if epochs is not None:
         mt = dataclasses.replace(mt, epochs=epochs)
     if mm.kind not in KINDS:

@@ -12,13 +12,13 @@ from pipeline_helpers import SPF, speechlike
 from test_pipeline_session import SERVER, FrameTap, StallingEngine, assert_sound_passes_through
 
 from anchor.clock import FakeTime, MediaClock
-from anchor.frames import SegmentEnd
 from anchor.pipeline.analysis import SpeechAnalyzer
 from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.items import (
     STAMP_AUDIO_IN,
     InputAudio,
     OutputFrame,
+    SegmentEnd,
     SegmentStart,
     SpeechFrame,
 )
