@@ -95,7 +95,7 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
 
     asyncio.run(serve(
         channels, server, token, mic=args.mic, play=play, on_ready=ready, broadcast=cfg.broadcast,
-        record=record, publish=publish, tts=cfg.tts,
+        record=record, publish=publish, tts=cfg.tts, planner=cfg.planner,
     ))
     print("anchor: stopped", flush=True)
     return 0

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from anchor.clock import MediaClock
-from anchor.config import ServerConfig
+from anchor.config import PlannerConfig, ServerConfig
 from anchor.pipeline.analysis import SpeechAnalyzer
 from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.items import OutputFrame
@@ -92,6 +92,7 @@ class Pipeline:
         resync_frames: int = 3,
         max_batch: int | None = None,
         render_executor: ThreadPoolExecutor | None = None,
+        planner: PlannerConfig | None = None,
     ) -> None:
         if live and (clock is None or publish is None):
             raise ValueError("a live pipeline needs the media clock and a publish callback")
@@ -124,7 +125,7 @@ class Pipeline:
             samples_per_frame=models.samples_per_frame, clock=clock, live=live,
             live_latency_s=live_latency_s, max_batch=batch, observers=observers,
             compose_executor=self.compose_pool, motion=models.new_motion(),
-            warper=models.warper, time_fn=time_fn,
+            warper=models.warper, time_fn=time_fn, planner=planner,
         )
         self.player: Player | None = None
         if live:

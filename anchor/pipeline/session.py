@@ -42,7 +42,7 @@ import numpy as np
 
 from anchor.audio.resample import StreamResampler
 from anchor.clock import MediaClock
-from anchor.config import ServerConfig
+from anchor.config import PlannerConfig, ServerConfig
 from anchor.errors import StreamError
 from anchor.mouth.visemes import SpeechCues
 from anchor.pipeline.engine import PipelineModels, live_latency_ms
@@ -193,6 +193,7 @@ class AnchorSession:
         observers: list[PipelineObserver] | None = None,
         max_queued_files: int = 8,
         render_executor: ThreadPoolExecutor | None = None,
+        planner: PlannerConfig | None = None,
     ) -> None:
         """`render_executor`: a renderer worker shared with other sessions (channels of one
         server take turns on one thread instead of oversubscribing the cores); it is not shut
@@ -213,7 +214,7 @@ class AnchorSession:
             models, QueuePlan.live(server, self.live_latency_s), observers=self.observers,
             live=True, clock=self.clock, publish=self.broadcaster.publish,
             live_latency_s=self.live_latency_s, resync_frames=server.resync_frames,
-            render_executor=render_executor,
+            render_executor=render_executor, planner=planner,
         )
         p = self.pipeline
         self.audio_queue, self.feature_queue, self.playout_queue = (

@@ -16,7 +16,9 @@ compositing), so the event loop never blocks.
   instead of rendering (audio stays whole), and when a stall of ours has pushed a live segment
   later than its schedule it drops silent frames until it is back on time, and speech only
   beyond `max_behind_s`; each such frame is counted (`late_drops`). Offline it renders the
-  segments back to back and stops at EndOfStream.
+  segments back to back and stops at EndOfStream. Every one of these timing decisions is
+  `FramePlanner`'s (planner.py, constants in config section `planner`); the stage only waits,
+  submits work and emits frames.
 - Player: releases frame n at clock deadline n / fps (absolute deadlines, so error never
   accumulates) and resyncs the clock with a warning when more than `resync_frames` late.
 
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
@@ -39,10 +40,10 @@ import numpy as np
 
 from anchor.clock import MediaClock
 from anchor.compose.motion import REST, HeadWarper, MotionDirector, Pose
+from anchor.config import PlannerConfig
 from anchor.pipeline.analysis import SpeechAnalyzer
 from anchor.pipeline.engine import FrameEngine
 from anchor.pipeline.items import (
-    STAMP_AUDIO_IN,
     STAMP_OUT,
     STAMP_RENDER_START,
     STAMP_RENDERED,
@@ -54,6 +55,7 @@ from anchor.pipeline.items import (
     SpeechFrame,
 )
 from anchor.pipeline.observers import ObserverList
+from anchor.pipeline.planner import STAMP_PACED_IN, FramePlanner
 from anchor.pipeline.queues import MediaQueue
 
 log = logging.getLogger(__name__)
@@ -62,10 +64,6 @@ AudioItem = InputAudio | SegmentStart | SegmentEnd | EndOfStream
 FeatureItem = SpeechFrame | SegmentStart | SegmentEnd | EndOfStream
 PlayoutItem = OutputFrame | EndOfStream
 
-# When a frame's first sample reached us, judged by the source's pace when the audio that let
-# the frame be analysed (its lookahead) arrived: `audio_in` unless the source paused in between.
-# The render stage re-plans a live segment by it (`RenderStage._reanchor`).
-STAMP_PACED_IN = "paced_in"
 
 
 def audio_item_ms(sample_rate: int) -> Callable[[AudioItem], float]:
@@ -210,12 +208,8 @@ class RenderStage:
         max_batch: int = 4,
         observers: ObserverList | None = None,
         time_fn: Callable[[], float] = time.monotonic,
-        catchup_s: float = 0.08,
-        max_behind_s: float = 1.0,
-        pause_s: float = 0.12,
         compose_executor: Executor | None = None,
-        in_flight: int = 2,
-        idle_lead_frames: int = 2,
+        planner: PlannerConfig | None = None,
         motion: MotionDirector | None = None,
         warper: HeadWarper | None = None,
     ) -> None:
@@ -230,18 +224,18 @@ class RenderStage:
         self.samples_per_frame = samples_per_frame
         self.clock = clock
         self.live = live
-        self.live_latency_s = live_latency_s
         self.max_batch = max(1, max_batch)
         self.observers = observers or ObserverList()
         self.time_fn = time_fn
-        self.catchup_s = catchup_s
-        self.max_behind_s = max_behind_s
-        self.pause_s = pause_s
-        # Frames skipped to win back latency, by kind; counters, so never reset (not by interrupts).
-        self.late_drops: dict[str, int] = {"late_speech": 0, "late_silence": 0}
-        self._skipping_speech = False  # in a run of skipped speech (warn once per run)
-        self.in_flight = max(1, in_flight)
-        self.idle_lead_frames = idle_lead_frames
+        cfg = planner or PlannerConfig()
+        # Every timing decision (idle, hold, render, skip, catch up) is the planner's.
+        self.planner = FramePlanner(
+            cfg, fps, live=live, live_latency_s=live_latency_s,
+            deadline=(lambda i: clock.deadline(i / fps)) if clock is not None else None,
+            origin=(lambda: clock.origin) if clock is not None else (lambda: 0.0),
+        )
+        self.planner.on_event = self.observers.on_event
+        self.in_flight = cfg.in_flight
         # Head motion and gestures: a pose per frame, decided in frame order, applied by warping
         # the finished frame in the compose worker (both or neither).
         self.motion = motion if motion is not None and motion.active and warper else None
@@ -249,112 +243,37 @@ class RenderStage:
         self.next_index = 0
         self._silence = np.zeros(samples_per_frame, dtype=np.float32)
         self._speech_image_pending = False  # a speech image exists (or is coming) this segment
-        self._idle_s = 0.01  # running estimates (s): an idle frame, maps + inference per
-        self._render_s = 0.02  # frame, compositing per frame
-        self._compose_s = 0.005
-        self._segment: SegmentStart | None = None
-        self._start_at = 0
-        self._planned_start = 0.0  # monotonic time planned for the live segment's first frame
         self._waiting: SpeechFrame | None = None  # taken from the queue, held until its time
         self._jobs: asyncio.Queue[_Job | None] | None = None
         self._last_speech_image: np.ndarray | None = None  # emitter side
 
-    # -- timing --------------------------------------------------------------------------------
-    def deadline(self, index: int) -> float:
-        assert self.clock is not None
-        return self.clock.deadline(index / self.fps)
+    # -- timing (the planner decides) ---------------------------------------------------------
+    @property
+    def late_drops(self) -> dict[str, int]:
+        return self.planner.late_drops
 
-    def start_index(self, seg: SegmentStart) -> int:
-        """Output frame for a segment's first frame: live segments play `live_latency` after
-        their first sample was captured (never before the next free frame)."""
-        if not self.live or not seg.live or self.clock is None:
-            return self.next_index
-        due = math.ceil((seg.start_time + self.live_latency_s - self.clock.origin) * self.fps - 1e-6)
-        return max(self.next_index, due)
+    def deadline(self, index: int) -> float:
+        return self.planner.deadline(index)
 
     def reset(self, next_index: int) -> None:
         """After an interrupt: forget the segment and continue at `next_index`."""
         self.next_index = next_index
-        self._segment = None
+        self.planner.end()
         self._waiting = None
         self._speech_image_pending = False
         self._last_speech_image = None
 
     def behind_s(self, frame: SpeechFrame, index: int) -> float:
-        """How much later than planned a frame of a live segment would play at output frame
-        `index`: the segment's first frame was planned for `live_latency` after its first
-        sample, frame k for k / fps after that (re-planned after a source pause, see
-        `_reanchor`). Clock resyncs and underrun holds add to it; an input that arrives faster
-        than real time does not. Negative while a re-planned frame waits for its time; 0 for
-        files and offline."""
-        seg = self._segment
-        if not self.live or self.clock is None or seg is None or not seg.live:
-            return 0.0
-        return self.deadline(index) - (self._planned_start + frame.index / self.fps)
-
-    def _reanchor(self, frame: SpeechFrame) -> None:
-        """A source pause: re-plan the live segment from this frame's own arrival.
-
-        A live input that stops sending (its segment stays open) is not a backlog: underrun
-        holds fill the gap, and the audio it sends afterwards should play `live_latency` after
-        it reached us. Judged by the old schedule it would look late forever (the holds moved
-        the output on) and be dropped. So when a frame's audio arrived (STAMP_PACED_IN: a pause
-        inside its lookahead counts too) more than `pause_s` (chunking and network jitter) later
-        than the schedule allows, the schedule moves later to that arrival + `live_latency`,
-        and the run loop holds until then.
-        """
-        seg = self._segment
-        arrived = frame.timestamps.get(STAMP_PACED_IN, frame.timestamps.get(STAMP_AUDIO_IN))
-        if not self.live or self.clock is None or seg is None or not seg.live or arrived is None:
-            return
-        planned = self._planned_start + frame.index / self.fps
-        due = arrived + self.live_latency_s
-        if due - planned <= self.pause_s:
-            return
-        due_index = math.ceil((due - self.clock.origin) * self.fps - 1e-6)
-        self._planned_start = self.deadline(due_index) - frame.index / self.fps
-        self._start_at = max(self._start_at, due_index)
-        self.observers.on_event("reanchor")
-        log.info("live segment %s: the source paused %.2f s; frame %d re-planned for frame %d "
-                 "(now %d)", seg.source, due - planned, frame.index, due_index, self.next_index)
+        return self.planner.behind_s(frame, index)
 
     def _catch_up(self, frame: SpeechFrame, offset: int = 0) -> bool:
-        """Drop this frame (True) to win back latency a stall added to a live segment.
-
-        Our stalls (a clock resync, an analysis hiccup, a slow render) push a live segment
-        later than its schedule; a source pause does not (`_reanchor` first). Silent frames are
-        dropped as soon as it is `catchup_s` behind — inaudible, and the lips stay with their
-        sound; speech is dropped only beyond `max_behind_s`: the backlog that can no longer be
-        shown in time. Every dropped frame is counted in `late_drops`.
-        """
-        self._reanchor(frame)
-        behind = self.behind_s(frame, self.next_index + offset)
-        if behind > self.max_behind_s or (not frame.speech and behind > self.catchup_s):
-            self.observers.on_event("catchup" if not frame.speech else "catchup_speech")
-            self.late_drops["late_speech" if frame.speech else "late_silence"] += 1
-            if frame.speech and not self._skipping_speech:
-                seg = self._segment
-                log.warning("live segment %s is %.2f s behind: skipping speech that can no "
-                            "longer play in time", seg.source if seg else "?", behind)
-            self._skipping_speech = self._skipping_speech or frame.speech
-            return True
-        if frame.speech:
-            self._skipping_speech = False
-        return False
+        """Drop this frame (True) to win back latency (FramePlanner.catch_up)."""
+        return self.planner.catch_up(frame, self.next_index + offset)
 
     async def _pace_idle(self) -> None:
-        """Idle frames are made just `idle_lead_frames` ahead of their deadline: running further
-        ahead would push the next live segment later than its latency target."""
-        lead = self.idle_lead_frames / self.fps + self._idle_s
-        delay = self.deadline(self.next_index) - lead - self.time_fn()
+        delay = self.planner.idle_delay(self.next_index, self.time_fn())
         if delay > 0:
             await asyncio.sleep(delay)
-
-    def _would_miss(self, index: int) -> bool:
-        """Would rendering frame `index` now finish after its deadline? (live only)"""
-        if not self.live or self.clock is None:
-            return False
-        return self.time_fn() + self._render_s + self._compose_s > self.deadline(index)
 
     # -- loop ----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -371,7 +290,7 @@ class RenderStage:
 
     async def _run(self) -> None:
         while True:
-            if self._segment is None:
+            if self.planner.segment is None:
                 if self.live:
                     await self._pace_idle()
                 item = self.inq.get_nowait() if self.live else await self.inq.get()
@@ -383,7 +302,7 @@ class RenderStage:
                     return
                 # A SpeechFrame/SegmentEnd outside a segment belongs to an interrupted one.
                 continue
-            if self.live and self.next_index < self._start_at:
+            if self.live and self.next_index < self.planner.start_at:
                 # The jitter buffer before a live segment starts (idle: no speech image yet) or
                 # goes on after a source pause (the last image, as on an underrun).
                 await self._pace_idle()
@@ -392,8 +311,8 @@ class RenderStage:
             if self._waiting is not None:  # a frame re-planned after a source pause: its time
                 item, self._waiting = self._waiting, None
             elif self.live:
-                wait_until = self.deadline(self.next_index) - (self._idle_s + 0.005)
-                item = await self.inq.get_until(wait_until, self.time_fn)
+                item = await self.inq.get_until(self.planner.underrun_at(self.next_index),
+                                                self.time_fn)
                 if item is None:
                     self.observers.on_event("underrun")
                     await self._submit_hold()
@@ -403,7 +322,7 @@ class RenderStage:
             if isinstance(item, SpeechFrame):
                 if self._catch_up(item):
                     continue
-                if self.next_index < self._start_at:  # re-planned: hold until its time
+                if self.next_index < self.planner.start_at:  # re-planned: hold until its time
                     self._waiting = item
                     continue
                 batch = [item]
@@ -412,13 +331,13 @@ class RenderStage:
                     assert isinstance(nxt, SpeechFrame)
                     if self._catch_up(nxt, len(batch)):
                         continue
-                    if self.next_index + len(batch) < self._start_at:
+                    if self.next_index + len(batch) < self.planner.start_at:
                         self._waiting = nxt  # re-planned: the batch goes first, it waits
                         break
                     batch.append(nxt)
                 await self._submit_speech(batch)
             elif isinstance(item, SegmentEnd):
-                self._segment = None
+                self.planner.end()
                 self._speech_image_pending = False
             elif isinstance(item, SegmentStart):  # the previous segment never ended
                 self._begin(item)
@@ -426,17 +345,16 @@ class RenderStage:
                 return
 
     def _begin(self, seg: SegmentStart) -> None:
-        self._segment = seg
-        self._start_at = self.start_index(seg)
-        if self.live and self.clock is not None:
-            self._planned_start = self.deadline(self._start_at)  # absolute: resyncs move away
+        self.planner.begin(seg, self.next_index)
         self._speech_image_pending = False
-        log.debug("segment %s starts at frame %d (now %d)", seg.source, self._start_at, self.next_index)
+        log.debug("segment %s starts at frame %d (now %d)", seg.source, self.planner.start_at,
+                  self.next_index)
 
     # -- submitting (run loop side) ------------------------------------------------------------
     def _job(self, audio: np.ndarray, speech: bool, stamps: dict[str, float],
              words: tuple[str, ...] = (), idle: bool = False) -> _Job:
-        src = "" if idle or self._segment is None else self._segment.source
+        seg = self.planner.segment
+        src = "" if idle or seg is None else seg.source
         job = _Job(self.next_index, audio, speech, src, stamps)
         if self.motion is not None:
             job.pose = self.motion.step(job.index, audio, speech, src, words)
@@ -455,7 +373,7 @@ class RenderStage:
         job.image = await loop.run_in_executor(
             self.compose_executor, self._idle_image, job.index, job.pose
         )
-        self._idle_s = 0.8 * self._idle_s + 0.2 * (self.time_fn() - t0)
+        self.planner.record("idle", self.time_fn() - t0)
         await self._jobs.put(job)
 
     async def _submit_hold(self) -> None:
@@ -472,11 +390,8 @@ class RenderStage:
         counters = [self.next_index + i for i in range(len(batch))]
         # Falling behind (renderer slower than real time): repeat the previous image instead of
         # rendering, keeping audio whole and the stream real-time.
-        skip = [False] * len(batch)
-        if self.live and self._would_miss(counters[0]):
-            skip = [i % 2 == 1 for i in range(len(batch))]
-            if len(batch) == 1 and self._speech_image_pending:
-                skip = [True]
+        skip = self.planner.skips(len(batch), counters[0], self.time_fn(),
+                                  self._speech_image_pending)
         todo = [i for i, f in enumerate(batch) if f.speech and not skip[i]]
         t0 = self.time_fn()
         jobs = []
@@ -493,7 +408,7 @@ class RenderStage:
             pending = loop.run_in_executor(
                 self.compose_executor, self._compose_sync, faces, tidx, poses
             )
-            self._render_s = 0.8 * self._render_s + 0.2 * (self.time_fn() - t0) / len(todo)
+            self.planner.record("render", (self.time_fn() - t0) / len(todo))
         for i, (f, job) in enumerate(zip(batch, jobs, strict=True)):
             if i in todo:
                 job.pending, job.position = pending, todo.index(i)
@@ -517,7 +432,7 @@ class RenderStage:
         images = self.engine.compose(faces, template_indices)
         if self.warper is not None and poses is not None:
             images = [self.warper.warp(im, p) for im, p in zip(images, poses, strict=True)]
-        self._compose_s = 0.8 * self._compose_s + 0.2 * (self.time_fn() - t0) / max(1, len(faces))
+        self.planner.record("compose", (self.time_fn() - t0) / max(1, len(faces)))
         return images
 
     # -- emitting (in order) -------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from anchor.config import BroadcastConfig, ServerConfig, TtsConfig
+from anchor.config import BroadcastConfig, PlannerConfig, ServerConfig, TtsConfig
 from anchor.errors import StreamError
 from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.session import AnchorSession
@@ -47,6 +47,7 @@ async def serve(
     record: Path | None = None,
     publish: Sequence[str] = (),
     tts: TtsConfig | None = None,
+    planner: PlannerConfig | None = None,
 ) -> None:
     """Serve one avatar (`models`) or several channels ((name, models), ...; the first is
     also served at /). --mic, --play, --record and --publish go to the first channel."""
@@ -65,7 +66,7 @@ async def serve(
         if len(channels) > 1 else None
     servers = []
     for i, (name, m) in enumerate(channels):
-        session = AnchorSession(m, cfg, render_executor=render_pool)
+        session = AnchorSession(m, cfg, render_executor=render_pool, planner=planner)
         servers.append((name, AnchorServer(session, cfg, token, broadcast=broadcast,
                                            record=record if i == 0 else None, tts=tts)))
     server = servers[0][1]

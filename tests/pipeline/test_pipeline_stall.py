@@ -22,10 +22,10 @@ from anchor.pipeline.items import (
     SegmentStart,
     SpeechFrame,
 )
+from anchor.pipeline.planner import STAMP_PACED_IN
 from anchor.pipeline.queues import DropPolicy, MediaQueue
 from anchor.pipeline.session import AnchorSession
 from anchor.pipeline.stages import (
-    STAMP_PACED_IN,
     AnalysisStage,
     AudioItem,
     FeatureItem,
@@ -58,7 +58,7 @@ def live_stage(models: PipelineModels) -> tuple[RenderStage, FakeTime]:
     )
     stage.next_index = 14  # the idle loop runs 2 frames ahead of the clock
     stage._begin(SegmentStart("ws", CAPTURED, live=True))
-    assert stage._start_at == 21
+    assert stage.planner.start_at == 21
     return stage, fake
 
 
@@ -72,7 +72,7 @@ def place(stage: RenderStage, f: SpeechFrame) -> int | None:
     its time, as the loop does with the jitter buffer), or None when it is skipped."""
     if stage._catch_up(f):
         return None
-    stage.next_index = max(stage.next_index, stage._start_at)
+    stage.next_index = max(stage.next_index, stage.planner.start_at)
     stage.next_index += 1
     return stage.next_index - 1
 
@@ -133,7 +133,7 @@ def test_our_backlog_is_skipped_only_beyond_max_behind_and_counted(
     assert rest[:23] == [None] * 23
     assert None not in rest[23:]
     assert stage.late_drops == {"late_speech": 25, "late_silence": 23}
-    assert stage.behind_s(frame(100, 0.0), stage.next_index) < stage.catchup_s
+    assert stage.behind_s(frame(100, 0.0), stage.next_index) < stage.planner.cfg.catchup_s
 
 
 def test_a_pause_inside_a_frames_lookahead_replans_it(models: PipelineModels) -> None:
