@@ -82,7 +82,7 @@ class FaceConfig:
     av_offset: str = "auto"
     av_offset_max_ms: float = 1000.0  # offsets searched: +- this
     av_offset_min_correlation: float = 0.2  # confident: held-out lips/speech correlation at least
-    av_offset_min_margin: float = 0.1  # ... and above the best other offset (>= 3 frames away) by
+    av_offset_min_margin: float = 0.1  # ... and above other offsets (>= 3 frames away) and chance by
 
 
 @dataclass(frozen=True)
@@ -249,7 +249,7 @@ class ServerConfig:
     # paper's 400 ms (benchmarks/results/cpu-2core/lookahead.json).
     lookahead_frames: int = 2
     # Compute + jitter budget on top of lookahead + hop (live input). None: sized at start from
-    # the measured frame cost (anchor.pipeline.engine.measured_margin_ms).
+    # the measured frame cost (anchor.pipeline.models.measured_margin_ms).
     latency_margin_ms: float | None = None
     resync_frames: int = 3  # the player rebases its clock when more than this many frames late
     viewer_audio_ms: int = 200  # per-viewer audio queue (drop-oldest beyond it)
@@ -507,6 +507,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg = apply_overrides(cfg, overrides)
     validate_config(cfg)
     return cfg
+
+
+def replace_checked(section: T, **changes: Any) -> T:
+    """`dataclasses.replace` with each value read and checked by its field's type (a Literal
+    option must be one of its choices), e.g. replace_checked(cfg.tts, engine=name)."""
+    hints = typing.get_type_hints(type(section))
+    name = type(section).__name__
+    values = {k: _coerce(hints[k], v, f"{name}.{k}") for k, v in changes.items()}
+    return dataclasses.replace(section, **values)  # type: ignore[type-var]
 
 
 def validate_config(cfg: AnchorConfig) -> None:

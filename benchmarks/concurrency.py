@@ -95,9 +95,9 @@ def measure_n(n: int, engine: Any, analyzers: list[Any], audios: list[np.ndarray
 
 def run(cfg: AnchorConfig, opts: BenchOptions) -> dict[str, Any]:
     from anchor.audio.mfcc import silence_mfcc  # noqa: F401  (analysis pads with it)
-    from anchor.avatar.engine import create_engine
     from anchor.mouth.runtime import MouthOnnx
     from anchor.pipeline.analysis import SpeechAnalyzer
+    from anchor.render.engine import create_engine
     from benchmarks.live import Vp8FrameEncoder
 
     avatar = resolve_avatar(opts.avatar, cfg, seed=opts.seed)

@@ -164,7 +164,7 @@ def random_weight_bundle(
     import cv2
 
     from anchor.avatar.bundle import MANIFEST, write_avatar
-    from anchor.avatar.testing import synthetic_landmarks
+    from anchor.build.synth import synthetic_landmarks
     from anchor.compose.body import BodyTemplate
     from anchor.face.facial_map import TemplateFrame
     from anchor.face.jaw import JawRegression

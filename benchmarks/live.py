@@ -245,7 +245,7 @@ class LiveRun:
 
 def load_pipeline_models(bundle_path: Path, cfg: AnchorConfig) -> Any:
     """The server's models for a bundle, with the live TCN hop (server.hop_frames)."""
-    from anchor.pipeline.engine import load_models
+    from anchor.pipeline.models import load_models
 
     hop = cfg.server.hop_frames if cfg.server.hop_frames > 0 else None
     models = load_models(

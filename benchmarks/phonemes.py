@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from anchor.config import AnchorConfig
+from anchor.config import AnchorConfig, replace_checked
 from benchmarks.common import BenchOptions
 
 SCRIPT = (
@@ -49,7 +49,7 @@ def _synth(cfg: AnchorConfig, engine: str, text: str) -> tuple[np.ndarray, Any]:
     from anchor.mouth.visemes import SpeechCues
     from anchor.tts import open_synthesizer, sentence_cues
 
-    synth = open_synthesizer(dataclasses.replace(cfg.tts, engine=engine))
+    synth = open_synthesizer(replace_checked(cfg.tts, engine=engine))
     parts, cues, offset = [], [], 0
     try:
         for s in synth.stream(text):
@@ -102,7 +102,7 @@ def _figures(shaper: Any, feats: np.ndarray, speech: np.ndarray, cues: Any, fps:
 
 def run(cfg: AnchorConfig, opts: BenchOptions) -> dict[str, Any]:
     from anchor.mouth.visemes import VisemeShaper
-    from anchor.pipeline.engine import load_models
+    from anchor.pipeline.models import load_models
 
     engines = _engines(cfg, opts.tiny)
     if not engines:
@@ -142,7 +142,7 @@ def _strip_frames(models: Any, base: np.ndarray, with_ph: np.ndarray, fig: dict[
                   out_dir: Path) -> dict[str, Any]:
     """Mouth crops of 3 bilabial and 3 open-vowel frames, TCN alone and with phonemes, saved as
     an .npz beside the results for `plot`."""
-    from anchor.pipeline.engine import mouth_box
+    from anchor.pipeline.models import mouth_box
 
     bil, opn = fig["bilabial_frames"], fig["open_frames"]
     pick_b = [bil[i] for i in np.linspace(0, len(bil) - 1, min(3, len(bil))).astype(int)]

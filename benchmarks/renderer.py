@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from anchor.config import AnchorConfig, BackendConfig, RendererConfig
+from anchor.config import AnchorConfig, BackendConfig, RendererConfig, replace_checked
 from benchmarks.common import BenchOptions, percentiles, pyplot, save_figure, skipped
 from benchmarks.inputs import cache_dir, config_key, random_renderer_files
 
@@ -73,7 +73,7 @@ def benchmark_maps(resolution: int, n: int, seed: int = 0) -> np.ndarray:
     random mouth features), so every backend sees the same realistic input."""
     import cv2
 
-    from anchor.avatar.testing import synthetic_landmarks
+    from anchor.build.synth import synthetic_landmarks
     from anchor.face.facial_map import FacialMapBuilder, TemplateFrame
     from anchor.mouth.features import MouthPca, normalise_mouth
 
@@ -145,8 +145,9 @@ def make_backend(name: str, onnx_path: Path, ckpt: Path | None, threads: int,
     if reason:
         return reason
     # fallback = itself: a backend that cannot start must be reported, not replaced
-    bcfg = BackendConfig(name=name, threads=threads, max_batch=max_batch, fallback=name,
-                         engines_dir=str(cache_dir() / "engines"))
+    bcfg = replace_checked(BackendConfig(threads=threads, max_batch=max_batch,
+                                         engines_dir=str(cache_dir() / "engines")),
+                           name=name, fallback=name)
     try:
         backend = create_backend(bcfg, onnx_path, ckpt)
     except Exception as exc:  # noqa: BLE001 - any failure to start is a recorded skip

@@ -69,9 +69,9 @@ def time_functions(avatar: AvatarInput, cfg: AnchorConfig, seconds: float,
     from anchor.audio.mfcc import MfccExtractor, silence_mfcc
     from anchor.audio.resample import StreamResampler, resample
     from anchor.audio.vad import VoiceActivityDetector
-    from anchor.avatar.engine import create_engine
     from anchor.mouth.runtime import MouthOnnx
     from anchor.mouth.streaming import MouthWindowScheduler
+    from anchor.render.engine import create_engine
     from benchmarks.live import Vp8FrameEncoder
 
     bundle = avatar.bundle

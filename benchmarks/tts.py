@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from anchor.config import AnchorConfig
+from anchor.config import AnchorConfig, replace_checked
 from benchmarks.common import BenchOptions, percentiles, pyplot, save_figure, skipped
 from benchmarks.inputs import resolve_avatar
 
@@ -88,7 +88,7 @@ def news_item(k: int) -> str:
 def measure_synthesis(cfg: AnchorConfig, engine: str, p: Plan) -> dict[str, Any]:
     from anchor.tts import open_synthesizer
 
-    tts = dataclasses.replace(cfg.tts, engine=engine)
+    tts = replace_checked(cfg.tts, engine=engine)
     t0 = time.perf_counter()
     synth = open_synthesizer(tts)
     open_s = time.perf_counter() - t0
@@ -197,7 +197,7 @@ async def _live(cfg: AnchorConfig, bundle_path: Path, engine: str, n: int) -> di
     import aiohttp
     from aiohttp import web
 
-    from anchor.pipeline.engine import load_models
+    from anchor.pipeline.models import load_models
     from anchor.pipeline.session import AnchorSession
     from anchor.stream.app import AnchorServer
 
@@ -206,7 +206,7 @@ async def _live(cfg: AnchorConfig, bundle_path: Path, engine: str, n: int) -> di
                          right_context_frames=server_cfg.lookahead_frames)
     session = AnchorSession(models, server_cfg)
     server = AnchorServer(session, server_cfg, TOKEN,
-                          tts=dataclasses.replace(cfg.tts, engine=engine))
+                          tts=replace_checked(cfg.tts, engine=engine))
     runner = web.AppRunner(server.app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -79,7 +79,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def default_avatar_path() -> Path:
-    """The avatar shipped with the package (built by `python -m anchor.avatar.build_default`)."""
+    """The avatar shipped with the package (built by `python -m anchor.build.default_avatar`)."""
     return Path(__file__).resolve().parent / "default"
 
 

@@ -10,7 +10,7 @@ from anchor.config import AnchorConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from anchor.avatar.build_default import add_default_arguments
+    from anchor.build.default_avatar import add_default_arguments
 
     parser.add_argument("video", nargs="?", help="talking-head training video (with audio)")
     parser.add_argument("--template", default=None, metavar="CLIP",
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
     from anchor.errors import AvatarError
 
     if args.default:
-        from anchor.avatar.build_default import build_default_avatar
+        from anchor.build.default_avatar import build_default_avatar
 
         if args.clips is None:
             raise AvatarError("--default needs --clips DATASET (the mouth model's dataset)")
@@ -58,8 +58,8 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
               f"{ev.get('psnr_db')} dB, SSIM {ev.get('ssim')}; strip {ev.get('strip')}")
         return 0
 
-    from anchor.avatar.build import build_avatar
     from anchor.avatar.bundle import bundle_size
+    from anchor.build.avatar import build_avatar
 
     if args.video is None or args.out is None:
         raise AvatarError("build-avatar needs VIDEO and -o BUNDLE (or --default)")

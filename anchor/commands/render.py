@@ -88,7 +88,7 @@ def synthesise_text(
 
 
 def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
-    from anchor.pipeline.engine import load_models
+    from anchor.pipeline.models import load_models
     from anchor.pipeline.offline import render_file_to_mp4, render_samples_to_mp4
 
     speech = None

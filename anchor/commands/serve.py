@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
     from anchor.errors import StreamError
-    from anchor.pipeline.engine import live_latency_ms, load_models
+    from anchor.pipeline.models import live_latency_ms, load_models
     from anchor.stream.auth import ENV_TOKEN, resolve_token
     from anchor.stream.runner import serve
 

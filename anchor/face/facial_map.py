@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -30,7 +31,9 @@ from anchor.face.jaw import (
     normalise_points,
 )
 from anchor.mouth.features import MouthPca, denormalise_mouth
-from anchor.train.dataset import ClipData
+
+if TYPE_CHECKING:  # building only: serving never imports the training code
+    from anchor.train.dataset import ClipData
 
 # dlib 68-point groups drawn from the template (G channel): (first, last, closed)
 TEMPLATE_POLYLINES: tuple[tuple[int, int, bool], ...] = (

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from anchor.mouth.visemes import SpeechCues
-from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.items import (
     STAMP_OUT,
     EndOfStream,
@@ -28,6 +27,7 @@ from anchor.pipeline.items import (
     SegmentEnd,
     SegmentStart,
 )
+from anchor.pipeline.models import PipelineModels
 from anchor.pipeline.observers import ObserverList, PipelineObserver, StageRecorder
 from anchor.pipeline.runner import Pipeline, QueuePlan
 from anchor.pipeline.sinks import Mp4Writer

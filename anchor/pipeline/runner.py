@@ -36,8 +36,8 @@ import numpy as np
 from anchor.clock import MediaClock
 from anchor.config import PlannerConfig, ServerConfig
 from anchor.pipeline.analysis import SpeechAnalyzer
-from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.items import OutputFrame
+from anchor.pipeline.models import PipelineModels
 from anchor.pipeline.observers import ObserverList
 from anchor.pipeline.queues import DropPolicy, MediaQueue
 from anchor.pipeline.stages import (

@@ -45,9 +45,9 @@ from anchor.clock import MediaClock
 from anchor.config import PlannerConfig, ServerConfig
 from anchor.errors import StreamError
 from anchor.mouth.visemes import SpeechCues
-from anchor.pipeline.engine import PipelineModels, live_latency_ms
 from anchor.pipeline.fanout import FrameBroadcaster, Subscription
 from anchor.pipeline.items import InputAudio, SegmentEnd, SegmentStart
+from anchor.pipeline.models import PipelineModels, live_latency_ms
 from anchor.pipeline.observers import ObserverList, PipelineObserver, StageRecorder
 from anchor.pipeline.queues import QueueClosed
 from anchor.pipeline.runner import Pipeline, QueuePlan

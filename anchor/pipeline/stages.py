@@ -42,7 +42,6 @@ from anchor.clock import MediaClock
 from anchor.compose.motion import REST, HeadWarper, MotionDirector, Pose
 from anchor.config import PlannerConfig
 from anchor.pipeline.analysis import SpeechAnalyzer
-from anchor.pipeline.engine import FrameEngine
 from anchor.pipeline.items import (
     STAMP_OUT,
     STAMP_RENDER_START,
@@ -57,6 +56,7 @@ from anchor.pipeline.items import (
 from anchor.pipeline.observers import ObserverList
 from anchor.pipeline.planner import STAMP_PACED_IN, FramePlanner
 from anchor.pipeline.queues import MediaQueue
+from anchor.render.engine import FrameEngine
 
 log = logging.getLogger(__name__)
 

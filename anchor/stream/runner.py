@@ -14,7 +14,7 @@ from aiohttp import web
 
 from anchor.config import BroadcastConfig, PlannerConfig, ServerConfig, TtsConfig
 from anchor.errors import StreamError
-from anchor.pipeline.engine import PipelineModels
+from anchor.pipeline.models import PipelineModels
 from anchor.pipeline.session import AnchorSession
 from anchor.stream.app import AnchorServer
 

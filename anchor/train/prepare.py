@@ -1,13 +1,22 @@
 """`anchor prepare`: talking-head videos -> a training dataset (format: anchor/train/dataset.py).
 
 Per video: probe (fail fast without an audio track), decode audio at 16 kHz aligned to the first
-video frame, MFCC with exactly `video.mfcc_per_frame` rows per 25 fps frame, 68-point landmarks
-per frame (short face losses interpolated), a square crop box per frame smoothed forward and
-backward (zero-phase EMA, so crops neither jitter nor lag), the face crops (face.mp4), their Canny
-edges (edges.npz) and the normalised mouth. Then the mouth PCA is fitted on the training part of
-every clip (the last `mouth_train.val_fraction` of each clip is held out, as `ClipData.split`
-does) and every frame is projected. Everything is built in a hidden directory beside the output
-and renamed into place at the end, the manifest written last, so a failure leaves nothing behind.
+video frame, 68-point landmarks per frame (short face losses interpolated), the A/V offset (below;
+the audio may be shifted), MFCC with exactly `video.mfcc_per_frame` rows per 25 fps frame, a
+square crop box per frame smoothed forward and backward (zero-phase EMA, so crops neither jitter
+nor lag), the face crops (face.mp4), their Canny edges (edges.npz) and the normalised mouth.
+Then the mouth PCA is fitted on the training part of every clip (the last
+`mouth_train.val_fraction` of each clip is held out, as `ClipData.split` does) and every frame is
+projected. Everything is built in a hidden directory beside the output and renamed into place at
+the end, the manifest written last, so a failure leaves nothing behind.
+
+A/V offset (anchor/train/av_offset.py): each clip's offset between lips and speech is estimated
+from its landmarks and audio, logged, and stored in the clip's manifest entry as "av_offset"
+({"mode", "estimated_ms", "correlation", "second", "chance", "confidence", "zero", "confident",
+"frames", "applied_ms"}; positive ms: the audio is late). `face.av_offset` (`--av-offset`) says
+what is applied: "auto" shifts the audio by the estimate when it is confident and more than one
+frame, "off" never shifts, a number is a fixed shift in ms. The shifted audio (same length) is
+what audio.npy and the MFCC hold, so row 4t of the MFCC is the sound of frame t's mouth.
 """
 
 from __future__ import annotations
@@ -29,6 +38,13 @@ from tqdm import tqdm
 
 from anchor.config import AnchorConfig, to_dict
 from anchor.errors import AnchorError, AudioError, DatasetError, FaceError
+from anchor.train.av_offset import (
+    AvOffset,
+    estimate_av_offset,
+    parse_av_offset,
+    planned_shift_ms,
+    shift_audio,
+)
 from anchor.train.dataset import FORMAT, VERSION, Dataset, load_dataset
 
 log = logging.getLogger(__name__)
@@ -71,7 +87,7 @@ def _check_output(out: Path, force: bool) -> None:
         )
 
 
-def _align_audio(samples: np.ndarray, offset_s: float, sample_rate: int) -> np.ndarray:
+def align_audio(samples: np.ndarray, offset_s: float, sample_rate: int) -> np.ndarray:
     """Shift audio so that sample 0 plays with the first video frame."""
     shift = int(round(offset_s * sample_rate))
     if shift > 0:  # audio starts after the video: pad its beginning
@@ -204,7 +220,7 @@ def _process_clip(
     if not info.has_audio:  # fail before the slow landmark pass
         raise AudioError(f"{video}: no audio track")
     samples = decode_audio(video, cfg.audio.sample_rate)
-    samples = _align_audio(samples, info.audio_offset, cfg.audio.sample_rate)
+    samples = align_audio(samples, info.audio_offset, cfg.audio.sample_rate)
 
     # pass 1: landmarks
     detector.reset()
@@ -235,6 +251,7 @@ def _process_clip(
     if missing:
         log.info("%s: interpolated landmarks for %d of %d frames", video, missing, n)
     landmarks = interpolate_gaps(found)
+    samples, av_info = _correct_av_offset(name, landmarks, samples, cfg)
 
     # pass 2: crops, edges
     size = cfg.face.crop_size
@@ -288,6 +305,7 @@ def _process_clip(
             "source_fps": info.fps,
             "crop_size": size,
             "interpolated_frames": missing,
+            "av_offset": av_info,
         },
         arrays={
             "mfcc": mfcc.astype(np.float32),
@@ -300,6 +318,35 @@ def _process_clip(
             "norm_scale": norm.scale,
         },
     )
+
+
+def _correct_av_offset(
+    name: str, landmarks: np.ndarray, samples: np.ndarray, cfg: AnchorConfig
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Estimate the clip's A/V offset, log it, and shift the audio as `face.av_offset` says."""
+    mode = parse_av_offset(cfg.face.av_offset)
+    fps = cfg.video.fps
+    estimate: AvOffset = estimate_av_offset(landmarks, samples, cfg)
+    applied = planned_shift_ms(mode, estimate, fps)
+    if mode == "auto" and applied:
+        action = f"audio shifted by {applied:+.0f} ms"
+    elif mode == "auto":
+        action = "not shifted (" + ("within one frame" if estimate.confident else "not sure") + ")"
+    elif mode == "off":
+        action = "not shifted (av offset off)"
+    else:
+        action = f"audio shifted by the fixed {applied:+.0f} ms"
+    log.info(
+        "%s: A/V offset %+.0f ms (%+.1f frames; positive: audio late), correlation %.2f, "
+        "confidence %.2f (%s): %s",
+        name, estimate.offset_ms, estimate.offset_frames(fps), estimate.correlation,
+        estimate.confidence, "confident" if estimate.confident else "not confident", action,
+    )
+    info = {"mode": mode if isinstance(mode, str) else "fixed", **estimate.to_dict(),
+            "applied_ms": round(applied, 1)}
+    if applied:
+        samples = shift_audio(samples, applied, cfg.audio.sample_rate)
+    return samples, info
 
 
 def _fit_pca(clips: list[_Clip], cfg: AnchorConfig) -> Any:
@@ -344,6 +391,7 @@ def prepare_dataset(
     out = Path(out)
     if not videos:
         raise DatasetError("no input videos given")
+    parse_av_offset(cfg.face.av_offset)  # a bad setting fails before any work
     _check_output(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"

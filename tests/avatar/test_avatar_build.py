@@ -9,16 +9,16 @@ import cv2
 import numpy as np
 import pytest
 
-from anchor.avatar.build import Step, StepRunner, lower_face_mask, quietest_stretch
-from anchor.avatar.synth import (
+from anchor.build.avatar import Step, StepRunner, lower_face_mask, quietest_stretch
+from anchor.build.synth import (
     FaceMesh,
     IdleField,
     blink_landmarks,
     idle_poses,
     mouth_landmarks,
     synthesise_portrait_dataset,
+    synthetic_landmarks,
 )
-from anchor.avatar.testing import synthetic_landmarks
 from anchor.config import AnchorConfig
 from anchor.errors import AvatarError
 from anchor.mouth.features import MouthPca, normalise_mouth
@@ -229,8 +229,8 @@ def test_synthesised_dataset_loads(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_build_avatar_end_to_end_and_resume(shared_media: Path, tmp_path: Path) -> None:
-    from anchor.avatar.build import build_avatar
     from anchor.avatar.bundle import load_avatar
+    from anchor.build.avatar import build_avatar
     from anchor.config import load_config
 
     video = shared_media / "clips" / "sadtalker_WDA_KatieHill_000.mp4"

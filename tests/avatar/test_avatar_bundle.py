@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_bundle import make_tiny_bundle
 
 from anchor.avatar.bundle import (
     MANIFEST,
@@ -17,7 +18,6 @@ from anchor.avatar.bundle import (
     load_avatar,
     sha256_file,
 )
-from anchor.avatar.testing import make_tiny_bundle
 from anchor.errors import AvatarError
 
 
@@ -184,7 +184,7 @@ def test_blend_mask_must_match_face_resolution(bundle: Path) -> None:
 
 
 def test_renderer_resolution_must_match(bundle: Path, tmp_path: Path) -> None:
-    from anchor.avatar.testing import identity_renderer_onnx
+    from tiny_bundle import identity_renderer_onnx
 
     identity_renderer_onnx(bundle / "renderer.onnx", 48)
     text = (bundle / MANIFEST).read_text()

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_bundle import make_tiny_bundle
 
 from anchor.avatar.bundle import AvatarBundle, load_avatar
-from anchor.avatar.engine import AvatarEngine
-from anchor.avatar.testing import make_tiny_bundle
 from anchor.config import AnchorConfig
 from anchor.errors import AvatarError
+from anchor.render.engine import AvatarEngine
 
 
 class EchoBackend:
@@ -78,7 +78,7 @@ def test_bad_feature_shape(bundle: AvatarBundle) -> None:
 
 def test_create_engine_uses_the_bundle_renderer(bundle: AvatarBundle, tmp_path: Path) -> None:
     pytest.importorskip("anchor.render.backends")
-    from anchor.avatar.engine import create_engine
+    from anchor.render.engine import create_engine
 
     engine = create_engine(bundle, AnchorConfig())
     frames = engine.render_frames(np.zeros((2, 10), np.float32), [0, 1])
@@ -88,7 +88,7 @@ def test_create_engine_uses_the_bundle_renderer(bundle: AvatarBundle, tmp_path: 
 
 def test_shipped_default_avatar_opens_its_mouth() -> None:
     from anchor.avatar.bundle import MANIFEST, default_avatar_path
-    from anchor.avatar.engine import create_engine
+    from anchor.render.engine import create_engine
 
     path = default_avatar_path()
     if not (path / MANIFEST).is_file():

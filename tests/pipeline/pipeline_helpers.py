@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_bundle import make_tiny_bundle
 
 from anchor.avatar.bundle import AvatarBundle, load_avatar
-from anchor.avatar.engine import AvatarEngine
-from anchor.avatar.testing import make_tiny_bundle
 from anchor.config import AnchorConfig, StreamingConfig
-from anchor.pipeline.engine import PipelineModels, mouth_box
+from anchor.pipeline.models import PipelineModels, mouth_box
+from anchor.render.engine import AvatarEngine
 
 SR = 16000
 SPF = 640

@@ -10,7 +10,7 @@ import pytest
 from anchor.avatar.bundle import AvatarBundle
 from anchor.cli import main
 from anchor.config import AnchorConfig, StreamingConfig, apply_overrides
-from anchor.pipeline.engine import load_models, merge_streaming
+from anchor.pipeline.models import load_models, merge_streaming
 
 
 def test_render_command_writes_an_mp4(tiny_bundle: AvatarBundle, speech_wav: Path, tmp_path: Path,

@@ -11,8 +11,8 @@ from pipeline_helpers import SPF, speechlike
 from anchor.compose.motion import Gesture, GestureSet, HeadWarper, drawn_gesture
 from anchor.mouth.visemes import PhonemeCue, SpeechCues, VisemeShaper, WordCue
 from anchor.pipeline.analysis import SpeechAnalyzer
-from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.items import OutputFrame
+from anchor.pipeline.models import PipelineModels
 from anchor.pipeline.offline import run_offline
 
 FPS = 25

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pipeline_helpers import SPF, speechlike
 
-from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.items import OutputFrame
+from anchor.pipeline.models import PipelineModels
 from anchor.pipeline.offline import render_file_to_mp4, run_offline
 
 

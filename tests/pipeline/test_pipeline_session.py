@@ -9,9 +9,9 @@ import pytest
 from pipeline_helpers import SPF, speechlike
 
 from anchor.config import ServerConfig
-from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.fanout import Subscription
 from anchor.pipeline.items import OutputFrame
+from anchor.pipeline.models import PipelineModels
 from anchor.pipeline.session import AnchorSession, InputBusy
 
 SERVER = ServerConfig(latency_margin_ms=80)

@@ -13,7 +13,6 @@ from test_pipeline_session import SERVER, FrameTap, StallingEngine, assert_sound
 
 from anchor.clock import FakeTime, MediaClock
 from anchor.pipeline.analysis import SpeechAnalyzer
-from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.items import (
     STAMP_AUDIO_IN,
     InputAudio,
@@ -22,6 +21,7 @@ from anchor.pipeline.items import (
     SegmentStart,
     SpeechFrame,
 )
+from anchor.pipeline.models import PipelineModels
 from anchor.pipeline.planner import STAMP_PACED_IN
 from anchor.pipeline.queues import DropPolicy, MediaQueue
 from anchor.pipeline.session import AnchorSession

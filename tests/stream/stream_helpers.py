@@ -12,7 +12,7 @@ import numpy as np
 from aiohttp.test_utils import TestClient, TestServer
 
 from anchor.config import BroadcastConfig, ServerConfig
-from anchor.pipeline.engine import PipelineModels
+from anchor.pipeline.models import PipelineModels
 from anchor.pipeline.session import AnchorSession
 from anchor.stream.app import AnchorServer
 

@@ -21,8 +21,8 @@ import numpy as np
 from stream_helpers import Viewer, running_app
 
 from anchor.config import BroadcastConfig
-from anchor.pipeline.engine import PipelineModels
 from anchor.pipeline.items import OutputFrame
+from anchor.pipeline.models import PipelineModels
 from anchor.stream.encoder import EncodedVideo, SharedEncoder, ViewerFeed
 
 REPO = Path(__file__).resolve().parents[2]

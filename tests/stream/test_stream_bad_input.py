@@ -29,7 +29,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection
 from stream_helpers import TOKEN, Viewer, auth, running_app
 
-from anchor.pipeline.engine import PipelineModels
+from anchor.pipeline.models import PipelineModels
 
 # Internals that must never reach a client in an error message.
 LEAKS = ("NoneType", "Traceback", "object has no attribute", "Error(", "StopIteration", "assert")

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from pipeline_helpers import make_models, speechlike
 from stream_helpers import TOKEN, auth, running_app
+from tiny_bundle import make_tiny_bundle
 
 from anchor.avatar.bundle import load_avatar
-from anchor.avatar.testing import make_tiny_bundle
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [

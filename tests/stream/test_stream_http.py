@@ -15,7 +15,7 @@ import pytest
 from pipeline_helpers import speechlike
 from stream_helpers import TOKEN, auth, running_app
 
-from anchor.pipeline.engine import PipelineModels
+from anchor.pipeline.models import PipelineModels
 from anchor.stream.auth import bearer_token, resolve_token
 from anchor.stream.ingest import IngestError, parse_header, pcm16_to_float
 from anchor.stream.peers import wants_audio_send

@@ -18,7 +18,7 @@ from stream_helpers import TOKEN, running_app
 
 from anchor.config import ServerConfig
 from anchor.errors import StreamError
-from anchor.pipeline.engine import PipelineModels
+from anchor.pipeline.models import PipelineModels
 from anchor.stream.push import push_file
 from anchor.stream.runner import serve
 

@@ -19,8 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from anchor.avatar.testing import make_tiny_bundle
+from tiny_bundle import make_tiny_bundle
 
 pytestmark = pytest.mark.slow
 

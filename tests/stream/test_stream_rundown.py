@@ -21,7 +21,7 @@ from pipeline_helpers import SR, speechlike
 from stream_helpers import auth
 from test_stream_say import FakeSynthesizer, FrameLog, one_line, real_tts_config, text_app
 
-from anchor.pipeline.engine import PipelineModels
+from anchor.pipeline.models import PipelineModels
 
 FPS = 25
 

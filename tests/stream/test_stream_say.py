@@ -27,7 +27,7 @@ from stream_helpers import TOKEN, auth
 
 from anchor.config import ServerConfig
 from anchor.errors import TtsError
-from anchor.pipeline.engine import PipelineModels
+from anchor.pipeline.models import PipelineModels
 from anchor.pipeline.queues import QueueClosed
 from anchor.pipeline.session import AnchorSession
 from anchor.stream.app import AnchorServer

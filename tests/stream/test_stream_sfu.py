@@ -30,7 +30,7 @@ import pytest
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpSrPacket, RtpPacket
 from stream_helpers import push_paced, running_app
 
-from anchor.pipeline.engine import PipelineModels
+from anchor.pipeline.models import PipelineModels
 from anchor.stream.publish import (
     PublishError,
     PublishTarget,

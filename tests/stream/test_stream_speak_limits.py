@@ -23,7 +23,7 @@ from pipeline_helpers import speechlike
 from stream_helpers import auth, running_app
 
 import anchor.audio.decode as decode_mod
-from anchor.pipeline.engine import PipelineModels
+from anchor.pipeline.models import PipelineModels
 from anchor.pipeline.session import AnchorSession, AudioInput
 
 SR = 16000

@@ -25,7 +25,7 @@ from stream_helpers import push_paced, running_app
 
 from anchor.compose.idle import IdleLoop
 from anchor.config import AnchorConfig, StreamingConfig
-from anchor.pipeline.engine import PipelineModels
+from anchor.pipeline.models import PipelineModels
 
 W, H = 64, 48
 

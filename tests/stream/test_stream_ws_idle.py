@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from stream_helpers import auth, running_app
 
-from anchor.pipeline.engine import PipelineModels
+from anchor.pipeline.models import PipelineModels
 
 
 async def wait_closed(ws: aiohttp.ClientWebSocketResponse, within: float) -> aiohttp.WSMessage:

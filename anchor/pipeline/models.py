@@ -1,18 +1,16 @@
-"""What the pipeline needs from an avatar, and how to load it from a bundle.
-
-`FrameEngine` is the subset of `anchor.avatar.engine.AvatarEngine` the render stage calls (all
-synchronous, called from one worker thread). `PipelineModels` bundles the engine with the mouth
-model and the configs the analysis stage needs; `load_models` builds both from an avatar bundle.
+"""What the pipeline loads for one avatar: `PipelineModels` bundles the per-frame engine
+(anchor.render.engine) with the mouth model, the configs the analysis stage needs, the phoneme
+shaper and head motion; `load_models` builds it from an avatar bundle. Also the live latency
+budget (`live_latency_ms`), written down once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -26,49 +24,9 @@ from anchor.config import (
 )
 from anchor.mouth.streaming import InferFn
 from anchor.mouth.visemes import VisemeShaper
+from anchor.render.engine import FrameEngine
 
 log = logging.getLogger(__name__)
-
-
-class IdleIndex(Protocol):
-    def index(self, counter: int) -> int: ...
-
-
-class FrameEngine(Protocol):
-    """Synchronous per-frame image maker (anchor.avatar.engine.AvatarEngine).
-
-    The render stage calls maps + infer in its render worker and compose in its compose
-    worker, so consecutive frames overlap."""
-
-    @property
-    def frame_size(self) -> tuple[int, int]:
-        """(width, height) of the composited frames."""
-        ...
-
-    @property
-    def idle_loop(self) -> IdleIndex: ...
-
-    def maps(
-        self, mouth_features: np.ndarray, template_indices: Sequence[int] | np.ndarray
-    ) -> np.ndarray:
-        """(B, 10) PCA mouth features -> (B, R, R, 3) uint8 facial maps."""
-        ...
-
-    def infer(self, maps: np.ndarray) -> np.ndarray:
-        """(B, R, R, 3) maps -> (B, R, R, 3) faces (the renderer backend)."""
-        ...
-
-    def compose(
-        self, faces: np.ndarray, template_indices: Sequence[int] | np.ndarray
-    ) -> list[np.ndarray]:
-        """(B, R, R, 3) faces -> B composited frames (H, W, 3) uint8."""
-        ...
-
-    def idle_frame_at(self, counter: int) -> np.ndarray: ...
-
-    def warmup(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass
@@ -192,8 +150,8 @@ def load_models(
     `right_context_frames` the lookahead the same way.
     """
     from anchor.avatar.bundle import default_avatar_path, load_avatar
-    from anchor.avatar.engine import create_engine
     from anchor.mouth.runtime import MouthOnnx
+    from anchor.render.engine import create_engine
 
     path = Path(bundle_path) if bundle_path is not None else default_avatar_path()
     bundle = load_avatar(path)

@@ -1,6 +1,6 @@
 """Rebuild the default avatar shipped in anchor/avatar/default/.
 
-    python -m anchor.avatar.build_default --mouth runs/mouth/adversarial-tcn/checkpoint.pt \\
+    python -m anchor.build.default_avatar --mouth runs/mouth/adversarial-tcn/checkpoint.pt \\
         --clips data/clips_ds [--work data/default_avatar_work] [--resume]
 
 (also `anchor build-avatar --default ...`). Sources: scikit-image's public-domain `astronaut`
@@ -8,7 +8,7 @@ portrait (read from the installed package) and an audio-to-mouth model trained o
 whose dataset (`--clips`) supplies the mouth PCA basis and the distribution of mouth shapes the
 portrait is warped to. Steps (each resumable, markers in WORK/steps/):
 
-1. synth      the portrait dataset: idle-motion clip + warped-mouth clip (anchor.avatar.synth),
+1. synth      the portrait dataset: idle-motion clip + warped-mouth clip (anchor.build.synth),
               with the clips dataset's PCA basis and mouth shapes
 2. renderer   `anchor train renderer` on it (cpu-small preset, 128 px)
 3. jaw        the jaw regression fitted by the renderer training
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from anchor.avatar.build import (
+from anchor.build.avatar import (
     Step,
     StepRunner,
     bundle_config,
@@ -135,7 +135,7 @@ def build_default_avatar(
         return {"mouth": str(work / "mouth.onnx"), "source": str(mouth_checkpoint or mouth_onnx)}
 
     def synth_step() -> dict[str, Any]:
-        from anchor.avatar.synth import sample_mouth_features, synthesise_portrait_dataset
+        from anchor.build.synth import sample_mouth_features, synthesise_portrait_dataset
         from anchor.mouth.features import MouthPca
 
         shutil.copyfile(clips / "pca.npz", work / "pca.npz")
@@ -204,8 +204,8 @@ def build_default_avatar(
             body=body, body_video_file=parts / "body.mp4", gestures=default_gestures(cfg.video.fps),
             description=(
                 "Default avatar: scikit-image's public-domain NASA astronaut portrait (Eileen "
-                "Collins), mouths synthesised by anchor.avatar.synth; rebuild with "
-                "`python -m anchor.avatar.build_default`"
+                "Collins), mouths synthesised by anchor.build.synth; rebuild with "
+                "`python -m anchor.build.default_avatar`"
             ),
         )
         size = bundle_size(out)
@@ -257,7 +257,7 @@ def write_strip(path: Path, cfg: AnchorConfig, work: Path, clips: Path) -> None:
     import cv2
 
     from anchor.avatar.bundle import AvatarBundle
-    from anchor.avatar.engine import AvatarEngine
+    from anchor.render.engine import AvatarEngine
     from anchor.face.jaw import JawRegression
     from anchor.mouth.features import MouthPca
     from anchor.render.backends import create_backend
@@ -309,7 +309,7 @@ def add_default_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     from anchor.config import load_config
 
-    parser = argparse.ArgumentParser(prog="python -m anchor.avatar.build_default",
+    parser = argparse.ArgumentParser(prog="python -m anchor.build.default_avatar",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
     add_default_arguments(parser)
     parser.add_argument("-o", "--out", default=None, help="bundle (default: anchor/avatar/default)")

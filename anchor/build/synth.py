@@ -597,3 +597,26 @@ def synthesise_portrait_dataset(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return load_dataset(out), body
+
+
+def synthetic_landmarks(size: float, open_mouth: float = 0.0) -> np.ndarray:
+    """A plausible frontal dlib-68 face filling a size x size square (float64 (68, 2))."""
+    pts = np.zeros((68, 2))
+    k = np.arange(17) / 16
+    pts[0:17] = np.stack([0.5 - 0.32 * np.cos(np.pi * k), 0.45 + 0.35 * np.sin(np.pi * k)], 1)
+    for first, x0 in ((17, 0.25), (22, 0.55)):
+        xs = x0 + np.linspace(0, 0.2, 5)
+        pts[first : first + 5] = np.stack([xs, 0.33 - 0.03 * np.sin(np.linspace(0, np.pi, 5))], 1)
+    pts[27:31] = np.stack([np.full(4, 0.5), np.linspace(0.38, 0.55, 4)], 1)
+    pts[31:36] = np.stack([np.linspace(0.44, 0.56, 5), np.full(5, 0.58)], 1)
+    eye_angles = np.deg2rad([180, 120, 60, 0, -60, -120])
+    for first, cx in ((36, 0.36), (42, 0.64)):
+        pts[first : first + 6] = np.stack(
+            [cx + 0.05 * np.cos(eye_angles), 0.42 - 0.02 * np.sin(eye_angles)], 1
+        )
+    outer = np.deg2rad([180, 150, 120, 90, 60, 30, 0, -30, -60, -90, -120, -150])
+    pts[48:60] = np.stack([0.5 + 0.1 * np.cos(outer), 0.68 - 0.035 * np.sin(outer)], 1)
+    inner = np.deg2rad([180, 120, 90, 60, 0, -60, -90, -120])
+    gap = 0.002 + 0.03 * open_mouth
+    pts[60:68] = np.stack([0.5 + 0.07 * np.cos(inner), 0.68 - gap * np.sin(inner)], 1)
+    return pts * size

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -24,6 +24,47 @@ if TYPE_CHECKING:
     from anchor.render.backends import RendererBackend
 
 log = logging.getLogger(__name__)
+
+
+class IdleIndex(Protocol):
+    def index(self, counter: int) -> int: ...
+
+
+class FrameEngine(Protocol):
+    """Synchronous per-frame image maker (anchor.render.engine.AvatarEngine).
+
+    The render stage calls maps + infer in its render worker and compose in its compose
+    worker, so consecutive frames overlap."""
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the composited frames."""
+        ...
+
+    @property
+    def idle_loop(self) -> IdleIndex: ...
+
+    def maps(
+        self, mouth_features: np.ndarray, template_indices: Sequence[int] | np.ndarray
+    ) -> np.ndarray:
+        """(B, 10) PCA mouth features -> (B, R, R, 3) uint8 facial maps."""
+        ...
+
+    def infer(self, maps: np.ndarray) -> np.ndarray:
+        """(B, R, R, 3) maps -> (B, R, R, 3) faces (the renderer backend)."""
+        ...
+
+    def compose(
+        self, faces: np.ndarray, template_indices: Sequence[int] | np.ndarray
+    ) -> list[np.ndarray]:
+        """(B, R, R, 3) faces -> B composited frames (H, W, 3) uint8."""
+        ...
+
+    def idle_frame_at(self, counter: int) -> np.ndarray: ...
+
+    def warmup(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class AvatarEngine:
