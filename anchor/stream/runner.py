@@ -71,7 +71,8 @@ async def serve(
                                            record=record if i == 0 else None, tts=tts)))
     server = servers[0][1]
     session = server.session
-    app = mount_channels(servers) if len(servers) > 1 else server.app
+    # Channels given by name (anchor serve --avatar NAME=...) answer at /c/NAME/ too.
+    app = server.app if isinstance(models, PipelineModels) else mount_channels(servers)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port)
