@@ -241,12 +241,11 @@ class ServerConfig:
     # /offer and /whep bodies: real offers are a few KiB; a bigger one is refused (413) unread
     max_signalling_bytes: int = 64 << 10
     video_codec: Literal["VP8", "H264"] = "VP8"
-    # TCN window hop when serving live (small = low latency; 0 = streaming's): 1 frame costs one
-    # TCN window (~1.6 ms) per frame on this CPU and saves 40 ms against 2.
+    # The live pipeline's TCN windows (offline rendering keeps the bundle's `streaming`): the
+    # hop, 1 frame: one TCN window (~1.6 ms) per frame on this CPU, 40 ms less latency than 2;
     hop_frames: int = 1
-    # Live lookahead (TCN right context) in frames; -1 keeps streaming.right_context_frames.
-    # 2 frames = 80 ms: the smallest lookahead whose held-out mouth error stays within 5 % of the
-    # paper's 400 ms (benchmarks/results/cpu-2core/lookahead.json).
+    # the lookahead (right context), 2 frames = 80 ms: the smallest whose held-out mouth error
+    # stays within 5 % of the paper's 400 ms (benchmarks/results/cpu-2core/lookahead.json).
     lookahead_frames: int = 2
     # Compute + jitter budget on top of lookahead + hop (live input). None: sized at start from
     # the measured frame cost (anchor.pipeline.models.measured_margin_ms).
@@ -266,8 +265,8 @@ class ServerConfig:
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"server.port {self.port} is not a port (0-65535)")
-        if self.hop_frames < 0 or self.lookahead_frames < -1:
-            raise ConfigError("server.hop_frames must be >= 0 and server.lookahead_frames >= -1")
+        if self.hop_frames < 1 or self.lookahead_frames < 0:
+            raise ConfigError("server.hop_frames must be >= 1 and server.lookahead_frames >= 0")
         if self.latency_margin_ms is not None and not 0 <= self.latency_margin_ms <= 2000:
             raise ConfigError("server.latency_margin_ms must be between 0 and 2000 (or unset)")
         for name in ("audio_queue_ms", "video_queue_ms", "viewer_audio_ms"):

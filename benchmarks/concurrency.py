@@ -103,7 +103,7 @@ def run(cfg: AnchorConfig, opts: BenchOptions) -> dict[str, Any]:
     avatar = resolve_avatar(opts.avatar, cfg, seed=opts.seed)
     ecfg = effective_config(cfg, avatar.bundle)
     seconds, n_max = plan(opts)
-    hop = cfg.server.hop_frames if cfg.server.hop_frames > 0 else ecfg.streaming.hop_frames
+    hop = cfg.server.hop_frames  # the live hop
     streaming = dataclasses.replace(ecfg.streaming, hop_frames=hop)
     # the worker batches all sessions in one call: let the backend take the largest batch
     ecfg = dataclasses.replace(ecfg, backend=dataclasses.replace(ecfg.backend, max_batch=n_max))

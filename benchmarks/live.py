@@ -244,13 +244,11 @@ class LiveRun:
 
 
 def load_pipeline_models(bundle_path: Path, cfg: AnchorConfig) -> Any:
-    """The server's models for a bundle, with the live TCN hop (server.hop_frames)."""
+    """The server's models for a bundle, with the live TCN windows (server.hop_frames,
+    server.lookahead_frames)."""
     from anchor.pipeline.models import load_models
 
-    hop = cfg.server.hop_frames if cfg.server.hop_frames > 0 else None
-    models = load_models(
-        bundle_path, cfg, hop_frames=hop, right_context_frames=cfg.server.lookahead_frames
-    )
+    models = load_models(bundle_path, cfg, live=True)
     models.engine = RecordingEngine(models.engine)
     return models
 

@@ -245,7 +245,7 @@ def run(cfg: AnchorConfig, opts: BenchOptions) -> dict[str, Any]:
     mm = model.cfg.mouth_model
     r = mm.window_in // mm.window_out
     infer = CachedInfer(model.infer)
-    live_hop = cfg.server.hop_frames if cfg.server.hop_frames > 0 else cfg.streaming.hop_frames
+    live_hop = cfg.server.hop_frames
     hops = list(dict.fromkeys([live_hop, cfg.streaming.hop_frames]))
     ys = targets(ds, model.pca)
     vals = [c.split(model.val_fraction)[1] for c in ds.clips]

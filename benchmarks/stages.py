@@ -76,7 +76,7 @@ def time_functions(avatar: AvatarInput, cfg: AnchorConfig, seconds: float,
 
     bundle = avatar.bundle
     ecfg = effective_config(cfg, bundle)
-    hop = cfg.server.hop_frames if cfg.server.hop_frames > 0 else ecfg.streaming.hop_frames
+    hop = cfg.server.hop_frames  # the live hop
     import dataclasses
 
     streaming = dataclasses.replace(ecfg.streaming, hop_frames=hop)

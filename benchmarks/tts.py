@@ -202,8 +202,7 @@ async def _live(cfg: AnchorConfig, bundle_path: Path, engine: str, n: int) -> di
     from anchor.stream.app import AnchorServer
 
     server_cfg = cfg.server
-    models = load_models(bundle_path, cfg, hop_frames=server_cfg.hop_frames,
-                         right_context_frames=server_cfg.lookahead_frames)
+    models = load_models(bundle_path, dataclasses.replace(cfg, server=server_cfg), live=True)
     session = AnchorSession(models, server_cfg)
     server = AnchorServer(session, server_cfg, TOKEN,
                           tts=replace_checked(cfg.tts, engine=engine))

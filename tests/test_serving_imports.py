@@ -17,7 +17,7 @@ import anchor.commands.serve, anchor.stream.channels, anchor.stream.say
 
 async def main():
     cfg = AnchorConfig()
-    models = load_models(None, cfg, hop_frames=1, right_context_frames=2)
+    models = load_models(None, cfg, live=True)
     session = AnchorSession(models, cfg.server)
     server = AnchorServer(session, cfg.server, "t", tts=cfg.tts)
     await session.start()

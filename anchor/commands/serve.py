@@ -67,8 +67,7 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
     token, origin = resolve_token(server.token)
     channels = []
     for spec in specs:
-        m = load_models(spec.avatar, cfg, hop_frames=server.hop_frames,
-                        right_context_frames=server.lookahead_frames)
+        m = load_models(spec.avatar, dataclasses.replace(cfg, server=server), live=True)
         channels.append((channel_name_for(spec, m.name), m))
     models = channels[0][1]
 

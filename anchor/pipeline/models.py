@@ -138,16 +138,17 @@ def load_models(
     bundle_path: str | Path | None,
     cfg: AnchorConfig,
     *,
+    live: bool = False,
     hop_frames: int | None = None,
-    right_context_frames: int | None = None,
     warmup: bool = True,
 ) -> PipelineModels:
     """Load an avatar bundle (default avatar when None) into an engine + mouth model.
 
     The bundle's own config fixes what its models were trained with (audio, mouth model, fps);
-    runtime choices (backend, compose, server) come from `cfg`. `hop_frames` overrides the TCN
-    window hop (serving uses a small hop for latency; offline rendering keeps the bundle's), and
-    `right_context_frames` the lookahead the same way.
+    runtime choices (backend, compose, server) come from `cfg`. The TCN windows: `live` takes
+    the live pipeline's hop and lookahead (`server.hop_frames`, `server.lookahead_frames`);
+    offline keeps the bundle's `streaming` windows (with the user's changes to them).
+    `hop_frames` (tests, benchmarks) sets the hop alone.
     """
     from anchor.avatar.bundle import default_avatar_path, load_avatar
     from anchor.mouth.runtime import MouthOnnx
@@ -157,10 +158,11 @@ def load_models(
     bundle = load_avatar(path)
     bcfg = bundle.config
     streaming = merge_streaming(bcfg.streaming, cfg.streaming)
-    if hop_frames is not None and hop_frames > 0:
+    if live:
+        streaming = dataclasses.replace(streaming, hop_frames=cfg.server.hop_frames,
+                                        right_context_frames=cfg.server.lookahead_frames)
+    if hop_frames is not None:
         streaming = dataclasses.replace(streaming, hop_frames=int(hop_frames))
-    if right_context_frames is not None and right_context_frames >= 0:
-        streaming = dataclasses.replace(streaming, right_context_frames=int(right_context_frames))
     streaming.validate()
     # The engine composes with the user's compose/backend settings over the bundle's geometry.
     engine_cfg = dataclasses.replace(bcfg, compose=cfg.compose, backend=cfg.backend)
