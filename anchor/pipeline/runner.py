@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -50,6 +50,17 @@ from anchor.pipeline.stages import (
     audio_item_ms,
     frame_item_ms,
 )
+
+
+class Stage(Protocol):
+    """What the runner needs of a stage: a name and `run()`, the loop from its input queue to
+    its output (it returns at EndOfStream). Stages reset themselves on the control items that
+    reach them (SegmentStart, SegmentEnd) and the session resets them on interrupt."""
+
+    name: str
+
+    async def run(self) -> None: ...
+
 
 OFFLINE_MAX_BATCH = 4  # offline renders several frames per renderer call
 LIVE_MAX_BATCH = 1  # live frames go one by one, each as soon as its features exist
@@ -135,11 +146,10 @@ class Pipeline:
 
     def stages(self) -> list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]:
         """(name, run) of every stage, in the order the data flows."""
-        out: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
-            ("analysis", self.analysis.run), ("render", self.render.run)]
+        chain: list[Stage] = [self.analysis, self.render]
         if self.player is not None:
-            out.append(("player", self.player.run))
-        return out
+            chain.append(self.player)
+        return [(s.name, s.run) for s in chain]
 
     async def warm_up(self) -> None:
         """Pay one-time costs (first MFCC/VAD/TCN call, first idle frame) before a clock

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -103,3 +104,25 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
         w.setframerate(SR)
         w.writeframes((x * 32767).astype("<i2").tobytes())
     return path
+
+
+async def run_stage(make: Any, items: list[Any], *, out_ms: float = 1e7) -> list[Any]:
+    """Run one stage over `items` (EndOfStream appended) and return what it put out, in order.
+
+    `make(inq, outq)` builds the stage between two unbounded test queues; the stage runs until
+    it forwards EndOfStream. A stage test is then a few lines: items in, items out."""
+    from anchor.pipeline.items import EndOfStream
+    from anchor.pipeline.queues import DropPolicy, MediaQueue
+
+    inq: MediaQueue[Any] = MediaQueue("in", 1e7, DropPolicy.BLOCK, lambda _i: 0.0)
+    outq: MediaQueue[Any] = MediaQueue("out", out_ms, DropPolicy.BLOCK, lambda _i: 0.0)
+    for item in [*items, EndOfStream()]:
+        await inq.put(item)
+    stage = make(inq, outq)
+    await stage.run()
+    out = []
+    while True:
+        item = await outq.get()
+        if isinstance(item, EndOfStream):
+            return out
+        out.append(item)
