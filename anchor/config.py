@@ -84,6 +84,19 @@ class FaceConfig:
     av_offset_min_correlation: float = 0.2  # confident: held-out lips/speech correlation at least
     av_offset_min_margin: float = 0.1  # ... and above other offsets (>= 3 frames away) and chance by
 
+    def validate(self) -> None:
+        mode = self.av_offset.strip().lower()
+        if mode not in ("auto", "off"):
+            try:
+                ms = float(mode)
+            except ValueError:
+                raise ConfigError(f"face.av_offset {self.av_offset!r}: auto, off or a shift in "
+                                  "ms") from None
+            if abs(ms) > self.av_offset_max_ms:
+                raise ConfigError(f"face.av_offset {ms:g} ms is beyond face.av_offset_max_ms")
+        if self.av_offset_max_ms <= 0:
+            raise ConfigError("face.av_offset_max_ms must be > 0")
+
 
 @dataclass(frozen=True)
 class MouthModelConfig:

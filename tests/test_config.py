@@ -86,7 +86,9 @@ def test_each_section_validates_itself_at_load(tmp_path: Path) -> None:
                             ("broadcast.max_viewers=0", "max_viewers"),
                             ("motion.nod_probability=2", "nod_probability"),
                             ("motion.mode_phrase_s=3,1", "mode_phrase_s"),
-                            ("streaming.hop_frames=0", "hop_frames")):
+                            ("streaming.hop_frames=0", "hop_frames"),
+                            ("face.av_offset=sometimes", "av_offset"),
+                            ("face.av_offset=5000", "av_offset_max_ms")):
         with pytest.raises(ConfigError, match=match):
             load_config(None, [override])
     cfg = tmp_path / "c.toml"
