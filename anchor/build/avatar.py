@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+from anchor.progress import progress_bar
 
 from anchor.avatar.bundle import (
     _load_body,
@@ -91,7 +91,7 @@ class StepRunner:
         self.check_fresh(steps)
         self.markers.mkdir(parents=True, exist_ok=True)
         facts: dict[str, dict[str, Any]] = {}
-        bar = tqdm(steps, desc="build-avatar", unit="step", disable=not self.progress)
+        bar = progress_bar(steps, desc="build-avatar", unit="step", disable=not self.progress)
         for i, step in enumerate(bar):
             bar.set_postfix_str(step.name)
             if self.resume and self.done(step.name):

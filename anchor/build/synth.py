@@ -29,7 +29,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+from anchor.progress import progress_bar
 
 from anchor.config import AnchorConfig, to_dict
 from anchor.errors import AvatarError
@@ -561,7 +561,7 @@ def synthesise_portrait_dataset(
         shutil.rmtree(tmp)
     (tmp / "clips").mkdir(parents=True)
     try:
-        idle = [synth.frame(None, p) for p in tqdm(poses, desc="idle frames", disable=not progress)]
+        idle = [synth.frame(None, p) for p in progress_bar(poses, desc="idle frames", disable=not progress)]
         body = np.stack([f[0] for f in idle])
         infos = [
             _write_clip(tmp / "clips" / "idle", idle,
@@ -569,7 +569,7 @@ def synthesise_portrait_dataset(
         ]
         del idle
         talk = []
-        for f in tqdm(features, desc="talking frames", disable=not progress):
+        for f in progress_bar(features, desc="talking frames", disable=not progress):
             mouth = synth.mouth_mean + pca.inverse_transform(f[None])[0]
             talk.append(synth.frame(mouth, poses[int(rng.integers(0, idle_frames))]))
         infos.append(_write_clip(tmp / "clips" / "talk", talk, features, synth.mouth_mean, cfg))

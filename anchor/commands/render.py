@@ -66,9 +66,9 @@ def synthesise_text(
     offset = 0
     bar = None
     if progress:
-        from tqdm import tqdm
+        from anchor.progress import progress_bar
 
-        bar = tqdm(unit="sentence", desc="synthesise")
+        bar = progress_bar(unit="sentence", desc="synthesise")
     try:
         for sentence in synth.stream(clean, voice=voice, rate=rate):
             parts.append(np.asarray(sentence.samples, np.float32).reshape(-1))

@@ -124,9 +124,9 @@ def render_samples_to_mp4(
     recorder = StageRecorder(keep_frames=1)
     bar = None
     if progress:
-        from tqdm import tqdm
+        from anchor.progress import progress_bar
 
-        bar = tqdm(total=n_expected, unit="frame", desc=f"render {Path(out).name}")
+        bar = progress_bar(total=n_expected, unit="frame", desc=f"render {Path(out).name}")
 
     def sink(frame: OutputFrame) -> None:
         writer.write(frame.image, frame.audio)

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from anchor.audio.mfcc import silence_mfcc
 from anchor.config import AnchorConfig, MouthTrainConfig, from_dict, to_dict
@@ -51,6 +50,7 @@ from anchor.mouth.models import (
     load_checkpoint,
 )
 from anchor.mouth.streaming import windowed_inference
+from anchor.progress import progress_bar
 from anchor.train.dataset import Dataset, load_dataset
 
 log = logging.getLogger(__name__)
@@ -386,7 +386,7 @@ def train_mouth(
     def stale() -> int:
         return 0 if best is None else len(history) - int(best["epoch"])
 
-    bar = tqdm(range(start_epoch, mt.epochs), desc=f"train {mm.kind}", unit="epoch",
+    bar = progress_bar(range(start_epoch, mt.epochs), desc=f"train {mm.kind}", unit="epoch",
                disable=not progress, initial=start_epoch, total=mt.epochs)
     last_epoch = start_epoch
     for epoch in bar:

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from anchor.config import AnchorConfig, to_dict
 from anchor.errors import AnchorError, AudioError, DatasetError, FaceError
+from anchor.progress import progress_bar
 from anchor.train.av_offset import (
     AvOffset,
     estimate_av_offset,
@@ -228,7 +228,7 @@ def _process_clip(
     found: list[np.ndarray | None] = []
     gap = 0
     expected = info.frames_at(fps)
-    bar = tqdm(total=expected, desc=f"{name} landmarks", unit="frame", disable=not progress,
+    bar = progress_bar(total=expected, desc=f"{name} landmarks", unit="frame", disable=not progress,
                leave=False)
     try:
         for frame in read_frames(video, fps):
@@ -260,7 +260,7 @@ def _process_clip(
     clip_dir.mkdir(parents=True)
     writer = _CropWriter(clip_dir / "face.mp4", size, fps)
     written = 0
-    bar = tqdm(total=n, desc=f"{name} crops", unit="frame", disable=not progress, leave=False)
+    bar = progress_bar(total=n, desc=f"{name} crops", unit="frame", disable=not progress, leave=False)
     try:
         for t, frame in enumerate(read_frames(video, fps)):
             if t >= n:
@@ -404,7 +404,7 @@ def prepare_dataset(
         clips: list[_Clip] = []
         taken: set[str] = set()
         skipped: list[str] = []
-        for video in tqdm(
+        for video in progress_bar(
             [Path(v) for v in videos], desc="videos", unit="video", disable=not progress
         ):
             name = _clip_name(video, taken)

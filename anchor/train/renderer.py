@@ -28,13 +28,13 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from anchor.config import AnchorConfig, from_dict, to_dict
 from anchor.errors import DatasetError, RenderError
 from anchor.face.facial_map import FacialMapBuilder, template_frames_from_clip
 from anchor.face.jaw import CHIN_Y, JawRegression, fit_jaw_regression, jaw_training_data
 from anchor.mouth.features import MouthPca
+from anchor.progress import progress_bar
 from anchor.render.losses import discriminator_loss, feature_matching_loss, lsgan_loss
 from anchor.render.networks import (
     MouthCropDiscriminator,
@@ -478,7 +478,7 @@ def train_renderer(
         rng = _seed_everything(tc.seed, epoch)
         perm = rng.permutation(n)
         sums: dict[str, float] = {}
-        bar = tqdm(range(steps), desc=f"renderer epoch {epoch + 1}/{tc.epochs}", disable=not progress,
+        bar = progress_bar(range(steps), desc=f"renderer epoch {epoch + 1}/{tc.epochs}", disable=not progress,
                    leave=False)
         for s in bar:
             idx = torch.from_numpy(perm[s * tc.batch_size : (s + 1) * tc.batch_size])
