@@ -41,6 +41,9 @@ from anchor.stream.tracks import EncodedAudioTrack, EncodedVideoTrack, SendLog, 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 30.0
+# aiortc's pc.close() can wait forever on a transport that never finishes stopping (aiortc
+# issue #283); a viewer's teardown, and with it shutdown, never waits longer than this.
+CLOSE_TIMEOUT_S = 5.0
 
 
 class OfferError(StreamError):
@@ -376,8 +379,14 @@ class PeerManager:
         for t in peer.tasks:
             if t is not current:
                 t.cancel()
-        with contextlib.suppress(Exception):
-            await peer.pc.close()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await peer.pc.close()
+        except TimeoutError:
+            log.warning("peer %s: the WebRTC connection did not close within %.0f s; dropped",
+                        peer_id, CLOSE_TIMEOUT_S)
+        except Exception:  # noqa: BLE001  (a half-closed connection is dropped all the same)
+            log.debug("peer %s: error while closing", peer_id, exc_info=True)
         if peer.mic_input is not None:
             with contextlib.suppress(Exception):
                 await peer.mic_input.close()
