@@ -45,24 +45,23 @@ def plan(opts: BenchOptions) -> tuple[int, float]:
     return 6, 30.0
 
 
-async def _healthz(url: str) -> dict[str, Any]:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as session, session.get(f"{url}/healthz") as resp:
-        return dict(await resp.json())
-
-
 async def _sample(urls: list[str], stop: asyncio.Event, out: list[tuple[float, list[float]]],
                   server: ServerProcess, cpu: list[tuple[float, float, float]]) -> None:
-    while not stop.is_set():
-        t = time.monotonic()
-        try:
-            fps = [float((await _healthz(u)).get("fps", 0.0)) for u in urls]
-            out.append((t, fps))
-            cpu.append((t, server.cpu_s(), server.rss_mb()))
-        except Exception:  # noqa: BLE001  (a sample lost under load is just skipped)
-            pass
-        await asyncio.sleep(0.5)
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            t = time.monotonic()
+            try:
+                fps = []
+                for u in urls:
+                    async with session.get(f"{u}/healthz") as resp:
+                        fps.append(float((await resp.json()).get("fps", 0.0)))
+                out.append((t, fps))
+                cpu.append((t, server.cpu_s(), server.rss_mb()))
+            except Exception:  # noqa: BLE001  (a sample lost under load is just skipped)
+                pass
+            await asyncio.sleep(0.5)
 
 
 async def measure_n(server: ServerProcess, names: list[str], seconds: float,

@@ -46,19 +46,11 @@ def _engines(cfg: AnchorConfig, tiny: bool) -> list[str]:
 
 
 def _synth(cfg: AnchorConfig, engine: str, text: str) -> tuple[np.ndarray, Any]:
-    from anchor.mouth.visemes import SpeechCues
-    from anchor.tts import open_synthesizer, sentence_cues
+    """The whole text and its cues, as `anchor render --text` synthesises it."""
+    from anchor.commands.render import synthesise_text
 
-    synth = open_synthesizer(replace_checked(cfg.tts, engine=engine))
-    parts, cues, offset = [], [], 0
-    try:
-        for s in synth.stream(text):
-            parts.append(np.asarray(s.samples, np.float32))
-            cues.append((offset / s.sample_rate, sentence_cues(s)))
-            offset += parts[-1].size
-    finally:
-        synth.close()
-    return np.concatenate(parts), SpeechCues.concat(cues)
+    tts_cfg = dataclasses.replace(cfg, tts=replace_checked(cfg.tts, engine=engine))
+    return synthesise_text(text, tts_cfg, None, None)
 
 
 def _analyse(models: Any, samples: np.ndarray, cues: Any, shaper: Any) -> tuple[np.ndarray,

@@ -222,9 +222,11 @@ class Gesture:
 
 
 def normalise_phrase(text: str) -> tuple[str, ...]:
-    """'Breaking news!' -> ('breaking', 'news'): lower case, punctuation stripped."""
-    words = (w.strip("\"'“”‘’()[]{}«».,;:!?…-–—").lower() for w in text.split())
-    return tuple(w for w in words if w)
+    """'Breaking news!' -> ('breaking', 'news'): the TTS's own word splitting (`word_spans`),
+    lower-cased, so a keyword matches the words the engines report."""
+    from anchor.tts.base import word_spans
+
+    return tuple(label.lower() for _start, _end, label in word_spans(text))
 
 
 @dataclass(frozen=True)
