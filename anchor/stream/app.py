@@ -23,12 +23,14 @@ reaches the others.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +54,10 @@ if TYPE_CHECKING:
     from anchor.tts import Synthesizer
 
 log = logging.getLogger(__name__)
+
+# Each shutdown step is bounded, so Ctrl-C (or a test's teardown) never waits forever on one
+# stuck part; the recording's finalise gets the longest, being the one with data to lose.
+SHUTDOWN_STEP_S = 10.0
 
 WEB_ROOT = Path(__file__).resolve().parents[2] / "web_client"
 WEB_FILES = {
@@ -179,18 +185,18 @@ class AnchorServer:
 
     async def _on_shutdown(self, _app: web.Application) -> None:
         if self.recorder is not None:  # finalised first: Ctrl-C leaves a complete file
-            await self.recorder.aclose()
+            await bounded_step("the recording", self.recorder.aclose(), 3 * SHUTDOWN_STEP_S)
             self.recorder = None
-        await self.peers.close_all()
-        await self.encoder.aclose()
+        await bounded_step("the viewers", self.peers.close_all())
+        await bounded_step("the encoder", self.encoder.aclose())
         if self.owns_session:
-            await self.session.aclose()
+            await bounded_step("the session", self.session.aclose())
 
     async def _start_desk(self, _app: web.Application) -> None:
         self.desk.start()
 
     async def _stop_desk(self, _app: web.Application) -> None:
-        await self.desk.aclose()
+        await bounded_step("the speech desk", self.desk.aclose())
 
     def broadcast_stats(self) -> BroadcastStats:
         e, p = self.encoder, self.peers
@@ -572,3 +578,12 @@ class AnchorServer:
         return web.Response(
             body=self.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         )
+
+
+async def bounded_step(what: str, step: Coroutine[Any, Any, object], limit_s: float = SHUTDOWN_STEP_S) -> None:
+    """Run one shutdown step; past `limit_s` it is abandoned with a warning naming it."""
+    try:
+        async with asyncio.timeout(limit_s):
+            await step
+    except TimeoutError:
+        log.warning("shutdown: %s did not stop within %.1f s; abandoned", what, limit_s)

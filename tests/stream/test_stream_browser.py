@@ -9,9 +9,14 @@ synthetic test bundle with a single template frame, so the idle picture does not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,6 +53,45 @@ def chromium_or_skip() -> Path:
     return CHROMIUM
 
 
+CLOSE_TIMEOUT_S = 15.0
+
+
+@contextlib.asynccontextmanager
+async def launched(pw: Any, chromium: Path, *extra: str) -> AsyncIterator[Any]:
+    """A headless Chromium that is always gone afterwards. Chromium's own shutdown sometimes
+    never finishes (browser.close() then waits forever, a known Chromium/Playwright hang): after
+    CLOSE_TIMEOUT_S its processes, found by a tag on their command line, are killed."""
+    tag = f"--anchor-test-run={uuid.uuid4().hex}"  # an unknown switch: Chromium ignores it
+    browser = await pw.chromium.launch(
+        executable_path=str(chromium), headless=True, args=[*FLAGS, *extra, tag]
+    )
+    try:
+        yield browser
+    finally:
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await browser.close()
+        except TimeoutError:
+            print(f"chromium did not close within {CLOSE_TIMEOUT_S:.0f} s; killed")
+            kill_tagged(tag)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await browser.close()
+
+
+def kill_tagged(tag: str) -> None:
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if tag.encode() in cmdline:
+            with contextlib.suppress(OSError):
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
 async def push_speech(client: object, seconds: float) -> None:
     x = speechlike(seconds)
     ws = await client.ws_connect("/ws/audio", headers=auth())  # type: ignore[attr-defined]
@@ -72,36 +116,31 @@ def test_browser_sees_the_mouth_move_only_while_speaking(tmp_path: Path) -> None
     models = make_models(bundle)
 
     async def main() -> dict[str, float]:
-        async with running_app(models) as (client, server), async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=str(chromium), headless=True, args=FLAGS
-            )
-            try:
-                page = await browser.new_page()
-                page.on("console", lambda m: print("console:", m.text))
-                await page.goto(str(client.make_url("/")))
-                await page.evaluate("window.anchor.connect(false)")
-                decoded = 0
-                async with asyncio.timeout(30):
-                    while decoded == 0:
-                        await asyncio.sleep(0.25)
-                        decoded = await page.evaluate(
-                            "window.anchor.updateStats().then(() => window.anchor.stats().framesDecoded || 0)"
-                        )
-                await asyncio.sleep(1.0)  # let the codec settle
-                measure = "window.anchor.regionActivity(null, 1000).then(r => r.mean)"
-                quiet = await page.evaluate(measure)
-                pusher = asyncio.create_task(push_speech(client, 2.5))
-                await asyncio.sleep(server.session.live_latency_s + 0.4)
-                speaking = await page.evaluate(measure)
-                await pusher
-                await asyncio.sleep(server.session.live_latency_s + 0.8)  # speech and hangover over
-                quiet_after = await page.evaluate(measure)
-                stats = await page.evaluate("window.anchor.updateStats().then(() => window.anchor.stats())")
-                return {"quiet": quiet, "speaking": speaking, "quiet_after": quiet_after,
-                        "frames": stats.get("framesDecoded", 0), "latency": stats.get("latencyMs") or 0}
-            finally:
-                await browser.close()
+        async with running_app(models) as (client, server), async_playwright() as pw, \
+                launched(pw, chromium) as browser:
+            page = await browser.new_page()
+            page.on("console", lambda m: print("console:", m.text))
+            await page.goto(str(client.make_url("/")))
+            await page.evaluate("window.anchor.connect(false)")
+            decoded = 0
+            async with asyncio.timeout(30):
+                while decoded == 0:
+                    await asyncio.sleep(0.25)
+                    decoded = await page.evaluate(
+                        "window.anchor.updateStats().then(() => window.anchor.stats().framesDecoded || 0)"
+                    )
+            await asyncio.sleep(1.0)  # let the codec settle
+            measure = "window.anchor.regionActivity(null, 1000).then(r => r.mean)"
+            quiet = await page.evaluate(measure)
+            pusher = asyncio.create_task(push_speech(client, 2.5))
+            await asyncio.sleep(server.session.live_latency_s + 0.4)
+            speaking = await page.evaluate(measure)
+            await pusher
+            await asyncio.sleep(server.session.live_latency_s + 0.8)  # speech and hangover over
+            quiet_after = await page.evaluate(measure)
+            stats = await page.evaluate("window.anchor.updateStats().then(() => window.anchor.stats())")
+            return {"quiet": quiet, "speaking": speaking, "quiet_after": quiet_after,
+                    "frames": stats.get("framesDecoded", 0), "latency": stats.get("latencyMs") or 0}
 
     r = asyncio.run(main())
     print("mouth-box activity:", r)
@@ -131,32 +170,26 @@ def test_browser_pushes_its_microphone(tmp_path: Path, button: str, source_prefi
     models = make_models(load_avatar(make_tiny_bundle(tmp_path / "tiny", n_frames=1)))
 
     async def main() -> tuple[str | None, int]:
-        async with running_app(models) as (client, server), async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=str(chromium), headless=True,
-                args=[*FLAGS, f"--use-file-for-fake-audio-capture={wav}"],
-            )
-            try:
-                page = await browser.new_page()
-                await page.goto(str(client.make_url("/")))
-                await page.fill("#token", "wrong")
-                await page.click(button)  # a wrong token is refused with a clear message
-                refused = "401" if button == "#push-mic" else "websocket closed"
-                async with asyncio.timeout(15):
-                    while refused not in (await page.text_content("#message") or ""):
-                        await asyncio.sleep(0.1)
-                await page.fill("#token", TOKEN)
-                await page.click(button)
-                source = None
-                async with asyncio.timeout(30):
-                    while server.session.recorder.speech_frames_out < 25:
-                        source = server.session.active_input or source
-                        await asyncio.sleep(0.1)
-                stored = await page.evaluate("localStorage.getItem('anchor.token')")
-                assert stored == TOKEN
-                return source, server.session.recorder.speech_frames_out
-            finally:
-                await browser.close()
+        async with running_app(models) as (client, server), async_playwright() as pw, \
+                launched(pw, chromium, f"--use-file-for-fake-audio-capture={wav}") as browser:
+            page = await browser.new_page()
+            await page.goto(str(client.make_url("/")))
+            await page.fill("#token", "wrong")
+            await page.click(button)  # a wrong token is refused with a clear message
+            refused = "401" if button == "#push-mic" else "websocket closed"
+            async with asyncio.timeout(15):
+                while refused not in (await page.text_content("#message") or ""):
+                    await asyncio.sleep(0.1)
+            await page.fill("#token", TOKEN)
+            await page.click(button)
+            source = None
+            async with asyncio.timeout(30):
+                while server.session.recorder.speech_frames_out < 25:
+                    source = server.session.active_input or source
+                    await asyncio.sleep(0.1)
+            stored = await page.evaluate("localStorage.getItem('anchor.token')")
+            assert stored == TOKEN
+            return source, server.session.recorder.speech_frames_out
 
     source, speech_frames = asyncio.run(main())
     assert source is not None and source.startswith(source_prefix)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 import aiohttp
@@ -203,3 +204,21 @@ def test_protocol_helpers() -> None:
     offer = "v=0\r\nm=audio 9 X 111\r\na=sendrecv\r\nm=video 9 X 96\r\na=recvonly\r\n"
     assert wants_audio_send(offer)
     assert not wants_audio_send(offer.replace("a=sendrecv", "a=recvonly"))
+
+
+def test_a_stuck_shutdown_step_is_abandoned_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Ctrl-C never waits forever on one part: a step past its limit is dropped, named."""
+    from anchor.stream.app import bounded_step
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await bounded_step("the stuck part", asyncio.Event().wait(), limit_s=0.2)
+        await bounded_step("a quick part", asyncio.sleep(0), limit_s=0.2)
+        return loop.time() - t0
+
+    with caplog.at_level(logging.WARNING, logger="anchor.stream.app"):
+        took = asyncio.run(main())
+    assert took < 2.0
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == ["shutdown: the stuck part did not stop within 0.2 s; abandoned"]
