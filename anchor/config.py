@@ -117,6 +117,9 @@ class MouthModelConfig:
     lstm_layers: int = 2
     lstm_delay_frames: int = 5  # time-delayed LSTM: output for frame t emitted at t + delay
     disc_channels: int = 128
+    # Subtract each input window's own MFCC mean (cepstral mean normalisation per 2 s window):
+    # removes a voice's and a microphone's spectral tilt; stateless, so live = offline.
+    window_cmn: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,10 @@ class MouthTrainConfig:
     # divide PCA targets by their RMS: none | global | per-dim
     target_scaling: Literal["none", "global", "per-dim"] = "global"
     patience: int = 4  # stop after this many epochs without a better held-out MSE (0: never)
+    # Fine-tuning a generic model on one person (`--base`): a smaller step, fewer epochs, so the
+    # many-speaker knowledge is adapted rather than overwritten.
+    finetune_lr: float = 1e-4
+    finetune_epochs: int = 8
     # MFCC augmentation of training windows (standardised units; all 0 = off):
     aug_noise: float = 0.3  # std of Gaussian noise added to every coefficient
     aug_gain: float = 0.5  # std of a per-window offset added to c0 (log-energy = gain)

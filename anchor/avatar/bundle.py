@@ -70,8 +70,10 @@ FILE_ROLES: dict[str, tuple[str, bool]] = {
 }
 TOP_LEVEL_KEYS = {
     "format", "version", "name", "description", "created", "fps", "face_resolution",
-    "lookahead_ms", "templates", "body", "files", "config",
+    "lookahead_ms", "templates", "body", "files", "config", "mouth_base",
 }
+# [mouth_base]: the generic mouth model a bundle's mouth was fine-tuned from (optional).
+MOUTH_BASE_KEYS = {"name", "sha256", "clips"}
 FILE_ENTRY_KEYS = {"path", "sha256", "bytes"}
 # Body frames bigger than this (raw bytes) go to body.mp4 instead of body.npz.
 BODY_VIDEO_THRESHOLD = 16 << 20
@@ -207,6 +209,13 @@ def load_avatar(path: str | Path, *, verify_checksums: bool = True) -> AvatarBun
         raise AvatarError(
             f"{mpath}: fps ({fps}) and face_resolution ({face_resolution}) must be > 0 and "
             f"lookahead_ms ({lookahead_ms}) >= 0"
+        )
+
+    base = manifest.get("mouth_base")
+    if base is not None and (not isinstance(base, dict) or set(base) - MOUTH_BASE_KEYS
+                             or not isinstance(base.get("name"), str)):
+        raise AvatarError(
+            f"{mpath}: [mouth_base] must be a table with name (and sha256, clips)"
         )
 
     config_table = manifest.get("config")
@@ -562,6 +571,7 @@ def write_avatar(
     description: str = "",
     verify: bool = True,
     gestures: GestureSet | None = None,
+    mouth_base: dict[str, Any] | None = None,
 ) -> Path:
     """Write a bundle atomically (temporary directory + rename) and return its path.
 
@@ -658,6 +668,8 @@ def write_avatar(
             },
             "config": to_dict(config),
         }
+        if mouth_base is not None:
+            manifest["mouth_base"] = dict(mouth_base)
         (tmp / MANIFEST).write_text(toml_writer.dumps(manifest))
         for f in tmp.iterdir():
             f.chmod(0o644)  # some writers use mkstemp (0600); a bundle is shared read-only data

@@ -319,9 +319,12 @@ def build_avatar(
     template_seconds: float = TEMPLATE_SECONDS,
     progress: bool = True,
     gestures: str | Path | None = None,
+    base_mouth: str | Path | None = None,
 ) -> Path:
     """Build an avatar bundle at `out` from one video (see the module docstring). `gestures`:
-    a gesture spec (TOML: keyword -> start_s/end_s of VIDEO), checked before anything runs."""
+    a gesture spec (TOML: keyword -> start_s/end_s of VIDEO), checked before anything runs.
+    `base_mouth`: a generic mouth checkpoint to fine-tune on VIDEO (the dataset is prepared in
+    its PCA basis) instead of training one from scratch on a minute of speech."""
     from anchor.compose.motion import load_gesture_spec
     from anchor.train.dataset import load_dataset
 
@@ -337,6 +340,11 @@ def build_avatar(
         raise AvatarError(f"{video}: no such video")
     if template is not None and not Path(template).is_file():
         raise AvatarError(f"{template}: no such template video")
+    if base_mouth is not None:
+        if mouth_checkpoint is not None:
+            raise AvatarError("give --mouth (use as is) or --base-mouth (fine-tune), not both")
+        if not Path(base_mouth).is_file():
+            raise AvatarError(f"{base_mouth}: base mouth model does not exist")
     work = Path(work) if work is not None else out.parent / f"{out.name}.work"
     work.mkdir(parents=True, exist_ok=True)
     name = name or video.stem
@@ -357,7 +365,7 @@ def build_avatar(
             ds = load_dataset(dataset)
         else:
             videos = [video] + ([Path(template)] if template is not None else [])
-            ds = prepare_dataset(videos, dataset, cfg, progress=progress)
+            ds = prepare_dataset(videos, dataset, cfg, progress=progress, mouth_basis=base_mouth)
         return {"clips": [c.name for c in ds.clips], "frames": sum(c.frames for c in ds.clips)}
 
     def train_mouth_step() -> dict[str, Any]:
@@ -367,9 +375,10 @@ def build_avatar(
             return {"checkpoint": str(mouth_ckpt), "trained": False}
         from anchor.train.mouth import train_mouth
 
-        result = train_mouth(dataset, mouth_runs, cfg, resume=resume, progress=progress)
+        result = train_mouth(dataset, mouth_runs, cfg, resume=resume, progress=progress,
+                             base=base_mouth)
         return {"checkpoint": str(result.checkpoint), "epoch": result.epoch,
-                "val_loss": result.val_loss}
+                "val_loss": result.val_loss, "base": str(base_mouth) if base_mouth else None}
 
     def train_renderer_step() -> dict[str, Any]:
         from anchor.train.renderer import train_renderer
@@ -449,6 +458,7 @@ def build_avatar(
             pca=pca_path, jaw=JawRegression.load(work / "jaw.npz"), templates=templates,
             body=body, body_video_file=parts / "body.mp4",
             description=f"built by anchor build-avatar from {video.name}", gestures=gesture_set,
+            mouth_base=mouth_base_record(mouth_ckpt),
         )
         return {"bundle": str(out),
                 "gestures": [g.name for g in gesture_set.gestures] if gesture_set else []}
@@ -464,6 +474,47 @@ def build_avatar(
     ]
     StepRunner(work, resume=resume, progress=progress).run(steps)
     return out
+
+
+def generic_mouth_path(kind: str) -> Path:
+    """Where the package keeps its generic (many-speaker) mouth checkpoint of `kind`."""
+    return Path(__file__).resolve().parent.parent / "mouth" / "base" / f"generic-{kind}.pt"
+
+
+def resolve_base_mouth(choice: str, cfg: AnchorConfig) -> Path | None:
+    """--base-mouth: "generic" (the shipped model), "none" (from scratch), or a checkpoint path."""
+    if choice == "none":
+        return None
+    if choice == "generic":
+        path = generic_mouth_path(cfg.mouth_model.kind)
+        if not path.is_file():
+            log.warning("no generic %s mouth model ships with this anchor (%s); training the "
+                        "mouth from scratch", cfg.mouth_model.kind, path)
+            return None
+        from anchor.config import from_dict
+        from anchor.mouth.models import load_checkpoint
+
+        shipped = from_dict(AnchorConfig, load_checkpoint(path)["config"]).mouth_model
+        if shipped != cfg.mouth_model:
+            log.warning("the generic mouth model's network differs from mouth_model in this "
+                        "config; training the mouth from scratch")
+            return None
+        return path
+    path = Path(choice)
+    if not path.is_file():
+        raise AvatarError(f"--base-mouth {choice}: no such mouth checkpoint")
+    return path
+
+
+def mouth_base_record(checkpoint: Path) -> dict[str, Any] | None:
+    """[mouth_base] for the bundle: the generic model a fine-tuned mouth started from."""
+    from anchor.mouth.models import load_checkpoint
+
+    base = load_checkpoint(checkpoint).get("base")
+    if not base:
+        return None
+    return {"name": Path(str(base["path"])).name, "sha256": str(base["sha256"]),
+            "clips": len(base.get("clips") or [])}
 
 
 def bundle_resolution(cfg: AnchorConfig, renderer_checkpoint: Path) -> int:

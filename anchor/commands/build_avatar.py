@@ -33,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rebuild the default avatar from the astronaut portrait instead")
     group = parser.add_argument_group("pre-trained mouth model / --default")
     add_default_arguments(group)  # type: ignore[arg-type]
+    group.add_argument(
+        "--base-mouth", default="generic", metavar="CHECKPOINT|generic|none",
+        help="the mouth model to fine-tune on VIDEO: generic = the many-speaker model anchor "
+        "ships (default), a mouth checkpoint.pt, or none = train from scratch on VIDEO alone",
+    )
     group.add_argument("--mouth-dataset", default=None, metavar="DATASET",
                        help="with --mouth for VIDEO: the dataset that model was trained on "
                             "(its PCA basis; default: read from the checkpoint)")
@@ -65,11 +70,14 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
         raise AvatarError("build-avatar needs VIDEO and -o BUNDLE (or --default)")
     if args.mouth_onnx is not None:
         raise AvatarError("--mouth-onnx is only for --default; give --mouth CHECKPOINT")
+    from anchor.build.avatar import resolve_base_mouth
+
+    base = None if args.mouth_checkpoint is not None else resolve_base_mouth(args.base_mouth, cfg)
     out = build_avatar(
         args.video, args.out, cfg, template=args.template, name=args.name, work=args.work,
         resume=args.resume, mouth_checkpoint=args.mouth_checkpoint,
         mouth_dataset=args.mouth_dataset, template_seconds=args.template_seconds,
-        gestures=args.gestures,
+        gestures=args.gestures, base_mouth=base,
     )
     print(f"avatar bundle -> {out} ({bundle_size(out) / 1e6:.1f} MB)")
     return 0

@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "auto). The estimate is logged and stored per clip in the manifest either way",
     )
 
+    parser.add_argument(
+        "--mouth-basis", default=None, metavar="FILE",
+        help="use this mouth PCA basis (a pca.npz, or a mouth checkpoint.pt) instead of fitting "
+        "one: a dataset to fine-tune a generic mouth model on must share its basis",
+    )
+
 
 def _av_offset(text: str) -> str:
     from anchor.train.av_offset import parse_av_offset
@@ -40,7 +46,8 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
 
     if getattr(args, "av_offset", None) is not None:
         cfg = dataclasses.replace(cfg, face=dataclasses.replace(cfg.face, av_offset=args.av_offset))
-    ds = prepare_dataset(args.videos, args.output, cfg, skip_bad=args.skip_bad, force=args.force)
+    ds = prepare_dataset(args.videos, args.output, cfg, skip_bad=args.skip_bad, force=args.force,
+                         mouth_basis=getattr(args, "mouth_basis", None))
     pca = ds.manifest.get("pca", {})
     frames = sum(c.frames for c in ds.clips)
     print(

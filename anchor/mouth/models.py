@@ -201,14 +201,18 @@ class MouthInference(nn.Module):
         mfcc_mean: torch.Tensor,
         mfcc_std: torch.Tensor,
         target_scale: torch.Tensor,
+        window_cmn: bool = False,
     ) -> None:
         super().__init__()
         self.generator = generator
+        self.window_cmn = window_cmn
         self.register_buffer("mfcc_mean", mfcc_mean.detach().float().reshape(1, 1, -1).clone())
         self.register_buffer("mfcc_std", mfcc_std.detach().float().reshape(1, 1, -1).clone())
         self.register_buffer("target_scale", target_scale.detach().float().reshape(1, 1, -1).clone())
 
     def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
+        if self.window_cmn:  # each window's own mean off: the voice's and channel's spectral tilt
+            mfcc = mfcc - mfcc.mean(dim=1, keepdim=True)
         x = (mfcc - self.mfcc_mean) / self.mfcc_std
         return self.generator(x) * self.target_scale
 
@@ -243,6 +247,7 @@ def inference_from_checkpoint(path: str | Path) -> tuple[MouthInference, AnchorC
     except RuntimeError as exc:
         raise MouthError(f"{path}: weights do not fit mouth_model config ({exc})") from exc
     norm = ckpt["norm"]
-    module = MouthInference(gen, norm["mfcc_mean"], norm["mfcc_std"], norm["target_scale"])
+    module = MouthInference(gen, norm["mfcc_mean"], norm["mfcc_std"], norm["target_scale"],
+                            window_cmn=cfg.mouth_model.window_cmn)
     module.eval()
     return module, cfg, ckpt

@@ -28,7 +28,9 @@ The manifest is written last, so a directory without one is an unfinished datase
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,13 @@ class Dataset:
         raise DatasetError(
             f"dataset {self.path} has no clip {name!r} (clips: {', '.join(c.name for c in self.clips)})"
         )
+
+    def subset(self, names: Iterable[str]) -> Dataset:
+        """The same dataset (PCA basis included) with only the named clips, in that order."""
+        clips = [self.clip(n) for n in names]
+        if not clips:
+            raise DatasetError(f"dataset {self.path}: an empty subset of clips")
+        return dataclasses.replace(self, clips=clips)
 
 
 def load_dataset(path: str | Path) -> Dataset:

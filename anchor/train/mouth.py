@@ -306,21 +306,71 @@ def _atomic_save(obj: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def base_checkpoint(path: str | Path, ds: Dataset, cfg: AnchorConfig) -> dict[str, Any]:
+    """A generic model to fine-tune from: same network config, same PCA basis as DATASET."""
+    path = Path(path)
+    if not path.is_file():
+        raise MouthError(f"base mouth model {path} does not exist")
+    b = load_checkpoint(path)
+    old = from_dict(AnchorConfig, b["config"]).mouth_model
+    if old != cfg.mouth_model:
+        diff = [f.name for f in dataclasses.fields(old)
+                if getattr(old, f.name) != getattr(cfg.mouth_model, f.name)]
+        raise MouthError(f"base mouth model {path}: its mouth_model config differs ({', '.join(diff)})")
+    basis = b.get("pca")
+    if basis is None:
+        raise MouthError(f"base mouth model {path} records no PCA basis; retrain it with this anchor")
+    same = (np.asarray(basis["components"]).shape == ds.pca_components.shape
+            and np.allclose(np.asarray(basis["components"]), ds.pca_components, atol=1e-5)
+            and np.allclose(np.asarray(basis["mean"]), ds.pca_mean, atol=1e-5))
+    if not same:
+        raise MouthError(
+            f"dataset {ds.path} has its own mouth PCA basis, not the base model's: prepare it with "
+            f"`anchor prepare ... --mouth-basis {path}`"
+        )
+    return b
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def train_mouth(
-    dataset: str | Path,
+    dataset: str | Path | Dataset,
     out_root: str | Path,
     cfg: AnchorConfig,
     *,
     resume: bool = False,
     progress: bool = True,
+    base: str | Path | None = None,
 ) -> TrainResult:
-    """Train `cfg.mouth_model.kind` on DATASET; best weights at OUT_ROOT/<kind>/checkpoint.pt."""
+    """Train `cfg.mouth_model.kind` on DATASET; best weights at OUT_ROOT/<kind>/checkpoint.pt.
+
+    With `base`, fine-tune that generic checkpoint instead of starting from random weights: its
+    MFCC standardisation and target scale are kept (the weights expect them), the step and epoch
+    count are `mouth_train.finetune_lr` / `finetune_epochs`, and the base itself is epoch 0, so
+    the result is never worse on the held-out split than the model it started from.
+    """
     cfg = resolve_config(cfg)
+    if base is not None:
+        mt0 = cfg.mouth_train
+        cfg = dataclasses.replace(cfg, mouth_train=dataclasses.replace(
+            mt0, lr=mt0.finetune_lr, epochs=mt0.finetune_epochs))
     mm, mt = cfg.mouth_model, cfg.mouth_train
     torch.set_num_threads(max(1, mt.threads))
     ckpt_path = Path(out_root) / mm.kind / "checkpoint.pt"
     last_path = ckpt_path.with_name("last.pt")
-    ds = load_dataset(dataset)
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    base_ckpt = base_checkpoint(base, ds, cfg) if base is not None else None
+    base_info = ({"path": str(base), "sha256": file_sha256(Path(base)),
+                  "dataset": base_ckpt.get("dataset"), "clips": base_ckpt.get("clips")}
+                 if base is not None and base_ckpt is not None else None)
 
     seed_everything(mt.seed)
     gen = build_generator(mm)
@@ -354,12 +404,27 @@ def train_mouth(
         else:
             best = {"epoch": start_epoch, "val_loss": float(ckpt["val_loss"]), "model": ckpt["model"]}
         log.info("resuming %s from epoch %d", resume_from, start_epoch)
+    elif base_ckpt is not None:
+        if resume:
+            log.warning("%s does not exist; fine-tuning %s from its start", resume_from, base)
+        gen.load_state_dict(base_ckpt["model"])
+        if disc is not None and base_ckpt.get("discriminator"):
+            disc.load_state_dict(base_ckpt["discriminator"])
+        norm = Normalisation.from_checkpoint(base_ckpt["norm"])
+        log.info("fine-tuning %s (%s) on %d clips", base, mm.kind, len(ds.clips))
     else:
         if resume:
             log.warning("%s does not exist; starting from scratch", resume_from)
         norm = fit_normalisation(ds, cfg)
 
     x_raw, y_raw, m_raw = train_windows(ds, cfg)
+    if mm.window_cmn:
+        x_raw = x_raw - x_raw.mean(axis=1, keepdims=True)
+        if base_ckpt is None and not (resume and resume_from.is_file()):
+            # Standardise what the network sees: the mean-free windows.
+            rows = x_raw.reshape(-1, x_raw.shape[-1]).astype(np.float64)
+            norm = dataclasses.replace(norm, mfcc_mean=rows.mean(0).astype(np.float32),
+                                       mfcc_std=np.maximum(rows.std(0), 1e-6).astype(np.float32))
     x_all = torch.from_numpy((x_raw - norm.mfcc_mean) / norm.mfcc_std)
     y_all = torch.from_numpy(y_raw / norm.target_scale)
     m_all = torch.from_numpy(m_raw)
@@ -368,7 +433,8 @@ def train_mouth(
              mm.kind, n, len(ds.clips), mt.epochs, cfg.streaming.lookahead_ms)
 
     inference = MouthInference(gen, torch.from_numpy(norm.mfcc_mean),
-                               torch.from_numpy(norm.mfcc_std), torch.from_numpy(norm.target_scale))
+                               torch.from_numpy(norm.mfcc_std), torch.from_numpy(norm.target_scale),
+                               window_cmn=mm.window_cmn)
     val_loss = float(history[-1]["val_loss"]) if history else float("nan")
     augment = augmentation_on(mt)
 
@@ -380,12 +446,23 @@ def train_mouth(
             "discriminator": disc.state_dict() if disc is not None else None,
             "disc_optimizer": disc_opt.state_dict() if disc_opt is not None else None,
             "norm": norm.to_checkpoint(), "val_loss": loss, "history": history,
-            "dataset": str(Path(dataset)),
+            "dataset": str(ds.path), "clips": [c.name for c in ds.clips],
+            # The basis the outputs live in: what a fine-tune's dataset must share.
+            "pca": {"mean": torch.from_numpy(np.asarray(ds.pca_mean, np.float32)),
+                    "components": torch.from_numpy(np.asarray(ds.pca_components, np.float32))},
+            "base": base_info,
         }, path)
 
     def stale() -> int:
         return 0 if best is None else len(history) - int(best["epoch"])
 
+    if base_ckpt is not None and best is None:
+        # Epoch 0 is the base model itself, scored on this data's held-out split.
+        gen.eval()
+        m0 = heldout_metrics(ds, predict_clips(ds, torch_infer(inference), cfg), mt.val_fraction)
+        best = {"epoch": 0, "val_loss": m0["mse"],
+                "model": {k: v.detach().clone() for k, v in gen.state_dict().items()}}
+        log.info("%s base model: held-out MSE %.4g, lip corr %.3f", mm.kind, m0["mse"], m0["lip_corr"])
     bar = progress_bar(range(start_epoch, mt.epochs), desc=f"train {mm.kind}", unit="epoch",
                disable=not progress, initial=start_epoch, total=mt.epochs)
     last_epoch = start_epoch
@@ -458,3 +535,23 @@ def train_mouth(
     # The best epoch's weights with the whole history: what eval and export read.
     save(ckpt_path, int(best["epoch"]), best["model"], float(best["val_loss"]))
     return TrainResult(ckpt_path, int(best["epoch"]), float(best["val_loss"]), history)
+
+
+def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """A checkpoint to ship: weights in float16 (the generator and its discriminator), the
+    normalisation, PCA basis, config and history; no optimizer state. Loads like any other
+    (load_state_dict casts back to float32) and fine-tunes from where `src` ended."""
+    ckpt = load_checkpoint(src)
+
+    def half(state: dict[str, Any] | None) -> dict[str, Any] | None:
+        if state is None:
+            return None
+        return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+    slim = {k: v for k, v in ckpt.items() if k not in ("optimizer", "disc_optimizer")}
+    slim["model"] = half(ckpt["model"])
+    slim["discriminator"] = half(ckpt.get("discriminator"))
+    slim["optimizer"] = None
+    slim["disc_optimizer"] = None
+    _atomic_save(slim, Path(dst))
+    return Path(dst)

@@ -349,7 +349,28 @@ def _correct_av_offset(
     return samples, info
 
 
-def _fit_pca(clips: list[_Clip], cfg: AnchorConfig) -> Any:
+def load_mouth_basis(path: str | Path) -> Any:
+    """The mouth PCA basis of a pca.npz, or of a mouth checkpoint (what it predicts in)."""
+    from anchor.mouth.features import MouthPca
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"mouth basis {path} does not exist (a pca.npz or a mouth checkpoint.pt)")
+    if path.suffix == ".npz":
+        return MouthPca.load(path)
+    from anchor.mouth.models import load_checkpoint
+
+    try:
+        basis = load_checkpoint(path).get("pca")
+    except AnchorError as exc:
+        raise DatasetError(f"mouth basis {path}: {exc}") from exc
+    if basis is None:
+        raise DatasetError(f"mouth basis {path}: the checkpoint records no PCA basis")
+    comps = np.asarray(basis["components"], np.float32)
+    return MouthPca(np.asarray(basis["mean"], np.float32), comps, np.zeros(len(comps), np.float32))
+
+
+def _fit_pca(clips: list[_Clip], cfg: AnchorConfig, basis: Any = None) -> Any:
     from anchor.mouth.features import MouthPca
 
     rows = []
@@ -367,7 +388,15 @@ def _fit_pca(clips: list[_Clip], cfg: AnchorConfig) -> Any:
         raise DatasetError(
             f"only {x.shape[0]} training frames: too few for a {cfg.face.pca_dims}-D mouth PCA"
         )
-    pca = MouthPca.fit(x, cfg.face.pca_dims)
+    if basis is None:
+        pca = MouthPca.fit(x, cfg.face.pca_dims)
+    else:
+        # A fixed basis (a generic model's, to fine-tune it): its share of this data's variance.
+        centred = x - basis.mean
+        total = float((centred.astype(np.float64) ** 2).sum())
+        proj = centred @ basis.components.T
+        ratio = (proj.astype(np.float64) ** 2).sum(axis=0) / total if total > 0 else np.zeros(basis.dims)
+        pca = MouthPca(basis.mean, basis.components, ratio.astype(np.float32))
     for clip in clips:
         clip.arrays["mouth_pca"] = pca.transform(clip.arrays["mouth"] - clip.arrays["mouth_mean"])
     return pca
@@ -381,6 +410,7 @@ def prepare_dataset(
     skip_bad: bool = False,
     force: bool = False,
     progress: bool = True,
+    mouth_basis: str | Path | None = None,
 ) -> Dataset:
     """Build the dataset at `out` from `videos` (see the module docstring) and load it back.
 
@@ -392,6 +422,7 @@ def prepare_dataset(
     if not videos:
         raise DatasetError("no input videos given")
     parse_av_offset(cfg.face.av_offset)  # a bad setting fails before any work
+    basis = load_mouth_basis(mouth_basis) if mouth_basis is not None else None
     _check_output(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
@@ -421,7 +452,7 @@ def prepare_dataset(
         if not clips:
             raise DatasetError(f"none of the {len(videos)} videos gave a usable clip")
 
-        pca = _fit_pca(clips, cfg)
+        pca = _fit_pca(clips, cfg, basis)
         pca.save(tmp / "pca.npz")
         for clip in clips:
             arrays: dict[str, Any] = clip.arrays
@@ -443,6 +474,7 @@ def prepare_dataset(
                 "val_fraction": cfg.mouth_train.val_fraction,
                 "train_frames": int(sum(len(c.train) for c in clips)),
                 "per_clip_centering": cfg.face.per_clip_centering,
+                "basis_from": str(mouth_basis) if mouth_basis is not None else None,
             },
             "skipped": skipped,
         }

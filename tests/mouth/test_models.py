@@ -98,6 +98,20 @@ def test_inference_wrapper_bakes_normalisation() -> None:
         torch.testing.assert_close(wrapped(x), gen((x - mean) / std) * scale)
 
 
+def test_window_cmn_ignores_a_steady_gain_or_microphone_tilt() -> None:
+    """A louder voice or another microphone adds a constant to the MFCC of a window: with
+    window_cmn the mouth does not change; without, it does."""
+    gen = MouthTcn(MouthModelConfig(**TINY)).eval()
+    mean, std, scale = torch.zeros(13), torch.ones(13), torch.ones(10)
+    x = torch.randn(2, 200, 13) * 3
+    tilt = torch.linspace(4.0, -2.0, 13)  # per coefficient, the same in every row
+    with torch.no_grad():
+        cmn = MouthInference(gen, mean, std, scale, window_cmn=True).eval()
+        torch.testing.assert_close(cmn(x + tilt), cmn(x), atol=1e-4, rtol=1e-4)
+        plain = MouthInference(gen, mean, std, scale).eval()
+        assert not torch.allclose(plain(x + tilt), plain(x), atol=1e-3)
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(MouthError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
