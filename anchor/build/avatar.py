@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from anchor.progress import progress_bar
 
 from anchor.avatar.bundle import (
     _load_body,
@@ -38,6 +37,7 @@ from anchor.avatar.bundle import (
 from anchor.compose.body import BodyTemplate
 from anchor.config import AnchorConfig
 from anchor.errors import AnchorError, AvatarError
+from anchor.progress import progress_bar
 
 if TYPE_CHECKING:
     from anchor.face.facial_map import TemplateFrame

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from anchor.avatar.bundle import bundle_size, default_avatar_path, write_avatar
 from anchor.build.avatar import (
     Step,
     StepRunner,
@@ -41,7 +42,6 @@ from anchor.build.avatar import (
     mask_margin,
     save_parts,
 )
-from anchor.avatar.bundle import bundle_size, default_avatar_path, write_avatar
 from anchor.compose.body import BodyTemplate
 from anchor.compose.motion import Gesture, GestureSet, drawn_gesture
 from anchor.config import AnchorConfig
@@ -257,10 +257,10 @@ def write_strip(path: Path, cfg: AnchorConfig, work: Path, clips: Path) -> None:
     import cv2
 
     from anchor.avatar.bundle import AvatarBundle
-    from anchor.render.engine import AvatarEngine
     from anchor.face.jaw import JawRegression
     from anchor.mouth.features import MouthPca
     from anchor.render.backends import create_backend
+    from anchor.render.engine import AvatarEngine
     from anchor.train.dataset import load_dataset
 
     templates, body = load_parts(work / "parts")

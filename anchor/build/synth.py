@@ -29,11 +29,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from anchor.progress import progress_bar
 
 from anchor.config import AnchorConfig, to_dict
 from anchor.errors import AvatarError
 from anchor.mouth.features import MouthPca, denormalise_mouth, normalise_mouth
+from anchor.progress import progress_bar
 from anchor.train.dataset import FORMAT, VERSION, Dataset, load_dataset
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from anchor.errors import BenchError
 log = logging.getLogger(__name__)
 
 SUITES = ("stages", "e2e", "lookahead", "renderer", "concurrency", "viewers", "tts", "phonemes",
-          "head_motion", "channels")
+          "head_motion", "channels", "mouth_generalise")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

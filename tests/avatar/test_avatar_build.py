@@ -245,8 +245,26 @@ def test_build_avatar_end_to_end_and_resume(shared_media: Path, tmp_path: Path) 
     spec = tmp_path / "gestures.toml"
     spec.write_text('[[gesture]]\nname = "nod"\nkeywords = ["yes", "breaking news"]\n'
                     'start_s = 0.5\nend_s = 1.5\nprobability = 0.8\n')
-    build_avatar(video, out, cfg, work=work, progress=False, gestures=spec)
+    # A "generic" base model to fine-tune (what --base-mouth generic gives a user): the same
+    # network, trained on a synthetic dataset with its own mouth basis.
+    from synthetic_mouth_data import with_lips, write_synthetic_dataset
+
+    from anchor.mouth.models import load_checkpoint
+    from anchor.train.dataset import load_dataset
+    from anchor.train.mouth import train_mouth
+
+    synthetic = with_lips(write_synthetic_dataset(tmp_path / "generic_ds", clips=2))
+    base = train_mouth(synthetic, tmp_path / "generic", cfg, progress=False).checkpoint
+    build_avatar(video, out, cfg, work=work, progress=False, gestures=spec, base_mouth=base)
     bundle = load_avatar(out)
+    # Fine-tuned, not trained from scratch: the recording is prepared in the base's basis and
+    # the bundle names the model it started from.
+    np.testing.assert_allclose(load_dataset(work / "dataset").pca_components,
+                               load_dataset(synthetic).pca_components, atol=1e-6)
+    tuned = load_checkpoint(work / "runs" / "mouth" / cfg.mouth_model.kind / "checkpoint.pt")
+    assert tuned["base"]["path"] == str(base)
+    assert bundle.manifest["mouth_base"]["name"] == "checkpoint.pt"
+    assert bundle.manifest["mouth_base"]["sha256"] == tuned["base"]["sha256"]
     assert bundle.face_resolution == 64 and bundle.jaw is not None
     assert bundle.gestures is not None
     (nod,) = bundle.gestures.gestures
@@ -260,10 +278,12 @@ def test_build_avatar_end_to_end_and_resume(shared_media: Path, tmp_path: Path) 
 
     with pytest.raises(AvatarError, match="--resume"):
         build_avatar(video, out, cfg, work=work, progress=False)
+    with pytest.raises(AvatarError, match="base mouth model does not exist"):
+        build_avatar(video, tmp_path / "o3", cfg, work=tmp_path / "w3", base_mouth=tmp_path / "x.pt")
     bad = tmp_path / "bad.toml"
     bad.write_text('[[gesture]]\nname = "nod"\nkeywords = ["yes"]\nstart_s = 2\nend_s = 1\n')
     with pytest.raises(AvatarError, match="--gestures: .*start_s < end_s"):  # before any work
         build_avatar(video, tmp_path / "other", cfg, work=tmp_path / "w2", gestures=bad)
     assert not (tmp_path / "w2").exists()
-    build_avatar(video, out, cfg, work=work, resume=True, progress=False)
+    build_avatar(video, out, cfg, work=work, resume=True, progress=False, base_mouth=base)
     assert {p.name: p.stat().st_mtime_ns for p in (work / "steps").iterdir()} == markers

@@ -10,7 +10,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from test_train_mouth import tiny_config, write_synthetic_dataset  # noqa: E402
+from synthetic_mouth_data import with_lips, write_synthetic_dataset  # noqa: E402
+from test_train_mouth import tiny_config  # noqa: E402
 
 from anchor.errors import DatasetError, MouthError  # noqa: E402
 from anchor.mouth.models import load_checkpoint  # noqa: E402
@@ -64,24 +65,9 @@ def test_frame_energy_is_log_rms_per_frame() -> None:
     assert e[2] > e[0]
 
 
-def _with_lips(root: Path) -> Path:
-    """The synthetic dataset, with a PCA basis that moves the inner lips and mouths that match
-    their PCA features, so the inner-lip gap is measurable."""
-    rng = np.random.default_rng(3)
-    comps = np.linalg.qr(rng.standard_normal((40, 10)))[0].T.astype(np.float32)  # (10, 40)
-    np.savez(root / "pca.npz", mean=np.zeros(40, np.float32), components=comps,
-             explained_variance_ratio=np.full(10, 0.1, np.float32))
-    for f in sorted((root / "clips").glob("*/features.npz")):
-        with np.load(f) as z:
-            arrays = dict(z)
-        arrays["mouth"] = (arrays["mouth_pca"] @ comps).astype(np.float32)
-        np.savez(f, **arrays)
-    return root
-
-
 @pytest.fixture(scope="module")
 def lips_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _with_lips(write_synthetic_dataset(tmp_path_factory.mktemp("lso"), clips=3, frames=300))
+    return with_lips(write_synthetic_dataset(tmp_path_factory.mktemp("lso"), clips=3, frames=300))
 
 
 def test_leave_speaker_out_scores_every_speaker_on_a_model_that_never_heard_them(
