@@ -524,3 +524,39 @@ def bundle_resolution(cfg: AnchorConfig, renderer_checkpoint: Path) -> int:
         return int(checkpoint_config(load_training_checkpoint(renderer_checkpoint)).renderer.resolution)
     return int(cfg.renderer.resolution)
 
+
+
+def replace_mouth(bundle: str | Path, mouth_checkpoint: str | Path, out: str | Path | None = None) -> Path:
+    """The bundle with another mouth model: its ONNX export and the PCA basis it predicts in.
+    Renderer, templates, body, jaw and gestures stay; templates and jaw hold no PCA features
+    (a generated mouth is the template's mean mouth + the basis's inverse), so they fit any
+    basis. Written atomically to `out` (default: in place)."""
+    import tempfile
+
+    from anchor.avatar.bundle import load_avatar
+    from anchor.mouth.export import export_mouth
+    from anchor.mouth.features import MouthPca
+    from anchor.mouth.models import load_checkpoint
+
+    src = load_avatar(bundle)
+    basis = load_checkpoint(mouth_checkpoint).get("pca")
+    if basis is None:
+        raise AvatarError(f"{mouth_checkpoint}: the checkpoint records no PCA basis")
+    comps = np.asarray(basis["components"], np.float32)
+    pca = MouthPca(np.asarray(basis["mean"], np.float32), comps, np.zeros(len(comps), np.float32))
+    video = src.manifest.get("files", {}).get("body_video")
+    with tempfile.TemporaryDirectory(prefix="anchor-mouth-") as tmp:
+        onnx = export_mouth(mouth_checkpoint, Path(tmp) / "mouth.onnx")
+        renderer = Path(tmp) / "renderer.onnx"
+        shutil.copyfile(src.renderer_onnx, renderer)  # `out` may be the source: copy first
+        body_file = None
+        if video is not None:
+            body_file = Path(tmp) / "body.mp4"
+            shutil.copyfile(src.path / video["path"], body_file)
+        return write_avatar(
+            Path(out) if out is not None else src.path, name=src.name,
+            config=bundle_config(src.config, onnx), mouth_onnx=onnx, renderer_onnx=renderer,
+            pca=pca, jaw=src.jaw, templates=src.templates, body=src.body,
+            body_video_file=body_file, description=str(src.manifest.get("description", "")),
+            gestures=src.gestures, mouth_base=src.manifest.get("mouth_base"),
+        )

@@ -287,3 +287,32 @@ def test_build_avatar_end_to_end_and_resume(shared_media: Path, tmp_path: Path) 
     assert not (tmp_path / "w2").exists()
     build_avatar(video, out, cfg, work=work, resume=True, progress=False, base_mouth=base)
     assert {p.name: p.stat().st_mtime_ns for p in (work / "steps").iterdir()} == markers
+
+
+def test_replace_mouth_swaps_model_and_basis_and_keeps_the_rest(tmp_path: Path) -> None:
+    """How the default avatar gets a better mouth model without retraining its renderer."""
+    pytest.importorskip("torch")
+    from synthetic_mouth_data import with_lips, write_synthetic_dataset
+    from tiny_bundle import make_tiny_bundle
+
+    from anchor.avatar.bundle import load_avatar
+    from anchor.build.avatar import replace_mouth
+    from anchor.config import load_config
+    from anchor.mouth.runtime import MouthOnnx
+    from anchor.train.dataset import load_dataset
+    from anchor.train.mouth import train_mouth
+
+    old = load_avatar(make_tiny_bundle(tmp_path / "tiny", n_frames=3))
+    ds = with_lips(write_synthetic_dataset(tmp_path / "ds", clips=2))
+    cfg = load_config(None, ["mouth_model.channels=16", "mouth_model.fc_hidden=16",
+                             "mouth_train.epochs=1", "mouth_train.threads=1"])
+    ckpt = train_mouth(ds, tmp_path / "runs", cfg, progress=False).checkpoint
+    new = load_avatar(replace_mouth(old.path, ckpt, tmp_path / "new"))
+    np.testing.assert_allclose(new.pca.components, load_dataset(ds).pca_components, atol=1e-6)
+    assert new.config.mouth_model.channels == 16 and MouthOnnx(new.mouth_onnx).config.mouth_model.channels == 16
+    assert new.manifest["files"]["renderer"]["sha256"] == old.manifest["files"]["renderer"]["sha256"]
+    assert new.manifest["files"]["templates"]["sha256"] == old.manifest["files"]["templates"]["sha256"]
+    assert new.manifest["files"]["mouth"]["sha256"] != old.manifest["files"]["mouth"]["sha256"]
+    assert new.config.renderer == old.config.renderer and new.n_templates == old.n_templates
+    replace_mouth(tmp_path / "new", ckpt)  # in place: still a loadable bundle
+    assert load_avatar(tmp_path / "new").name == old.name
