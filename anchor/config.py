@@ -143,6 +143,9 @@ class MouthTrainConfig:
     # Fine-tuning a generic model on one person (`--base`): a smaller step, fewer epochs, so the
     # many-speaker knowledge is adapted rather than overwritten.
     finetune_lr: float = 1e-4
+    # "equalised": every clip's targets are rescaled to the same RMS for training, so speakers
+    # who articulate less (or are filmed smaller, at 3/4 view) do not teach a smaller mouth.
+    clip_amplitude: Literal["raw", "equalised"] = "raw"
     finetune_epochs: int = 8
     # MFCC augmentation of training windows (standardised units; all 0 = off):
     aug_noise: float = 0.3  # std of Gaussian noise added to every coefficient

@@ -134,6 +134,20 @@ def clip_windows(mfcc: np.ndarray, target: np.ndarray, frames: range, window_out
     return x.astype(np.float32), y.astype(np.float32), m
 
 
+def clip_gains(ds: Dataset, mt: MouthTrainConfig) -> list[float]:
+    """Per-clip target gains: 1, or (clip_amplitude = "equalised") the factor that brings each
+    clip's train-split RMS to the RMS over all clips."""
+    if mt.clip_amplitude == "raw":
+        return [1.0] * len(ds.clips)
+    rms = []
+    for clip in ds.clips:
+        train, _ = clip.split(mt.val_fraction)
+        y = clip.mouth_pca[train.start : train.stop].astype(np.float64)
+        rms.append(float(np.sqrt(np.mean(y**2))) if len(y) else 0.0)
+    overall = float(np.sqrt(np.mean(np.square([v for v in rms if v > 0])))) if any(rms) else 1.0
+    return [overall / v if v > 0 else 1.0 for v in rms]
+
+
 def train_windows(ds: Dataset, cfg: AnchorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All training windows of the dataset (raw MFCC, raw PCA, real-frame mask).
 
@@ -145,10 +159,11 @@ def train_windows(ds: Dataset, cfg: AnchorConfig) -> tuple[np.ndarray, np.ndarra
     r = mm.window_in // mm.window_out
     pad = silence_mfcc(cfg.audio)
     xs, ys, ms = [], [], []
-    for clip in ds.clips:
+    gains = clip_gains(ds, mt)
+    for clip, gain in zip(ds.clips, gains, strict=True):
         train, _ = clip.split(mt.val_fraction)
-        x, y, m = clip_windows(clip.mfcc, clip.mouth_pca, train, mm.window_out, r, mt.window_stride,
-                               pad, 3 * mm.window_out // 4)
+        x, y, m = clip_windows(clip.mfcc, clip.mouth_pca * gain, train, mm.window_out, r,
+                               mt.window_stride, pad, 3 * mm.window_out // 4)
         if not len(x):
             log.warning("clip %s: train split (%d frames) is shorter than one window; skipped",
                         clip.name, len(train))

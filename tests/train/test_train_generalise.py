@@ -146,3 +146,22 @@ def test_window_cmn_trains_and_travels_with_the_checkpoint(lips_dataset: Path, t
     held = [c.mouth_pca[c.split(cfg.mouth_train.val_fraction)[1].start :] for c in ds.clips]
     still = float(np.mean(np.concatenate(held) ** 2))  # predicting the mean mouth
     assert result.val_loss < still, (result.val_loss, still)
+
+
+def test_equalised_clip_amplitude_gives_every_speaker_the_same_rms(tmp_path: Path) -> None:
+    import dataclasses
+
+    from anchor.config import MouthTrainConfig
+    from anchor.train.mouth import clip_gains
+
+    root = write_synthetic_dataset(tmp_path / "ds", clips=3)
+    ds = load_dataset(root)
+    quiet = dataclasses.replace(ds.clips[1], mouth_pca=ds.clips[1].mouth_pca * 0.25)  # a small mouth
+    ds = dataclasses.replace(ds, clips=[ds.clips[0], quiet, ds.clips[2]])
+    mt = MouthTrainConfig()
+    assert clip_gains(ds, mt) == [1.0, 1.0, 1.0]
+    gains = clip_gains(ds, dataclasses.replace(mt, clip_amplitude="equalised"))
+    rms = [float(np.sqrt(np.mean((c.mouth_pca[: c.split(mt.val_fraction)[0].stop] * g) ** 2)))
+           for c, g in zip(ds.clips, gains, strict=True)]
+    np.testing.assert_allclose(rms, rms[0], rtol=1e-5)
+    assert gains[1] > 3 * gains[0]
