@@ -90,7 +90,7 @@ def default_gestures(fps: int) -> GestureSet:
 def build_default_avatar(
     cfg: AnchorConfig,
     *,
-    clips: str | Path,
+    clips: str | Path | None = None,
     mouth_checkpoint: str | Path | None = None,
     mouth_onnx: str | Path | None = None,
     out: str | Path | None = None,
@@ -102,18 +102,32 @@ def build_default_avatar(
     bake_idle: bool = True,
     resume: bool = False,
     progress: bool = True,
+    photo: str | Path | None = None,
+    name: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run the steps above; returns each step's recorded facts.
+
+    `photo`: any frontal portrait instead of the astronaut (`build-avatar --photo`); it is read
+    and its one face found before any work starts. `clips` None: the mouth shapes to warp come
+    from the mouth checkpoint's own statistics (`generic-<kind>.shapes.npz` beside it) and its
+    PCA basis from the checkpoint.
 
     `bake_idle` replaces the lower face of every body frame by the renderer's own rest face
     (template mouth, features 0), so idle and speaking frames show the same rendered face and
     nothing pops when speech starts or stops.
     """
+    from anchor.build.synth import detect_portrait_landmarks, load_photo
     from anchor.train.dataset import load_dataset
 
     if (mouth_checkpoint is None) == (mouth_onnx is None):
         raise AvatarError("give exactly one of --mouth CHECKPOINT and --mouth-onnx FILE")
-    clips = Path(clips)
+    if clips is None and mouth_checkpoint is None:
+        raise AvatarError("--mouth-onnx needs --clips DATASET (the mouth model's PCA basis and shapes)")
+    image = landmarks = None
+    if photo is not None:  # every check on the photo before anything is written
+        image = load_photo(photo)
+        landmarks = detect_portrait_landmarks(image, cfg, str(photo))
+    clips = Path(clips) if clips is not None else None
     out = Path(out) if out is not None else default_avatar_path()
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -138,11 +152,17 @@ def build_default_avatar(
         from anchor.build.synth import sample_mouth_features, synthesise_portrait_dataset
         from anchor.mouth.features import MouthPca
 
-        shutil.copyfile(clips / "pca.npz", work / "pca.npz")
-        pca = MouthPca.load(work / "pca.npz")
-        feats = sample_mouth_features(load_dataset(clips), frames, seed)
+        if clips is not None:
+            shutil.copyfile(clips / "pca.npz", work / "pca.npz")
+            pca = MouthPca.load(work / "pca.npz")
+            feats = sample_mouth_features(load_dataset(clips), frames, seed)
+        else:
+            pca, feats = checkpoint_mouth_shapes(Path(mouth_checkpoint), frames, seed)  # type: ignore[arg-type]
+            pca.save(work / "pca.npz")
+        np.save(work / "mouth_features.npy", feats)
         _, body = synthesise_portrait_dataset(
-            synth_ds, cfg, pca, feats, idle_frames=idle_frames, seed=seed, progress=progress
+            synth_ds, cfg, pca, feats, image=image, landmarks=landmarks, idle_frames=idle_frames,
+            seed=seed, progress=progress,
         )
         np.save(work / "body_frames.npy", body)
         return {"dataset": str(synth_ds), "talk_frames": frames, "idle_frames": idle_frames}
@@ -187,7 +207,7 @@ def build_default_avatar(
 
         ev = evaluate_renderer(synth_ds, renderer_ckpt)
         strip = work / "default_avatar_strip.png"
-        write_strip(strip, cfg, work, clips)
+        write_strip(strip, cfg, work)
         facts = {"psnr_db": round(ev.psnr, 2), "ssim": round(ev.ssim, 4), "frames": ev.frames,
                  "jaw_r2_val": ev.jaw_r2_val, "strip": str(strip)}
         (work / "eval.json").write_text(json.dumps(facts, indent=2) + "\n")
@@ -198,11 +218,13 @@ def build_default_avatar(
 
         templates, body = load_parts(parts)
         write_avatar(
-            out, name=NAME, config=bundle_config(cfg, work / "mouth.onnx", renderer_ckpt),
+            out, name=name or NAME, config=bundle_config(cfg, work / "mouth.onnx", renderer_ckpt),
             mouth_onnx=work / "mouth.onnx", renderer_onnx=work / "renderer.onnx",
             pca=work / "pca.npz", jaw=JawRegression.load(work / "jaw.npz"), templates=templates,
             body=body, body_video_file=parts / "body.mp4", gestures=default_gestures(cfg.video.fps),
             description=(
+                f"built by anchor build-avatar --photo from {Path(photo).name}; mouths "
+                "synthesised by anchor.build.synth" if photo is not None else
                 "Default avatar: scikit-image's public-domain NASA astronaut portrait (Eileen "
                 "Collins), mouths synthesised by anchor.build.synth; rebuild with "
                 "`python -m anchor.build.default_avatar`"
@@ -251,7 +273,29 @@ def bake_rendered_idle(
     return BodyTemplate(body.face_boxes, body.blend_mask, frames)
 
 
-def write_strip(path: Path, cfg: AnchorConfig, work: Path, clips: Path) -> None:
+def checkpoint_mouth_shapes(checkpoint: Path, n: int, seed: int) -> tuple[Any, np.ndarray]:
+    """(its PCA basis, n mouth-feature rows) for a mouth checkpoint without its dataset: rows
+    drawn from the Gaussian of real mouth shapes stored beside it (mean and covariance of the
+    training clips' PCA features, written by `anchor.build.generic_mouth --install`)."""
+    from anchor.mouth.features import MouthPca
+    from anchor.mouth.models import load_checkpoint
+
+    basis = load_checkpoint(checkpoint).get("pca")
+    shapes = checkpoint.with_suffix(".shapes.npz")
+    if basis is None or not shapes.is_file():
+        raise AvatarError(
+            f"{checkpoint}: no PCA basis or mouth-shape statistics ({shapes.name}) beside it; "
+            "give --clips DATASET (the model's training dataset)"
+        )
+    comps = np.asarray(basis["components"], np.float32)
+    pca = MouthPca(np.asarray(basis["mean"], np.float32), comps, np.zeros(len(comps), np.float32))
+    with np.load(shapes) as z:
+        mean, cov = z["mean"].astype(np.float64), z["cov"].astype(np.float64)
+    rows = np.random.default_rng(seed).multivariate_normal(mean, cov, n)
+    return pca, rows.astype(np.float32)
+
+
+def write_strip(path: Path, cfg: AnchorConfig, work: Path) -> None:
     """A PNG: for a few idle poses, the face crop with a closed, a mid and a wide-open mouth,
     rendered by the exported renderer and composited (what the server shows)."""
     import cv2
@@ -261,7 +305,6 @@ def write_strip(path: Path, cfg: AnchorConfig, work: Path, clips: Path) -> None:
     from anchor.mouth.features import MouthPca
     from anchor.render.backends import create_backend
     from anchor.render.engine import AvatarEngine
-    from anchor.train.dataset import load_dataset
 
     templates, body = load_parts(work / "parts")
     pca = MouthPca.load(work / "pca.npz")
@@ -273,7 +316,7 @@ def write_strip(path: Path, cfg: AnchorConfig, work: Path, clips: Path) -> None:
     )
     backend = create_backend(cfg.backend, work / "renderer.onnx")
     engine = AvatarEngine(bundle, cfg, backend)
-    rows = np.concatenate([c.mouth_pca for c in load_dataset(clips).clips])
+    rows = np.load(work / "mouth_features.npy")  # the mouth shapes the renderer learned
     order = np.argsort(rows[:, 0])
     picks = [rows[order[int(q * (len(order) - 1))]] for q in (0.02, 0.5, 0.98)]
     tiles = []

@@ -66,18 +66,44 @@ def portrait_image() -> np.ndarray:
     return np.ascontiguousarray(skimage.data.astronaut())
 
 
-def detect_portrait_landmarks(image: np.ndarray, cfg: AnchorConfig) -> np.ndarray:
-    """68 landmarks (float64) of the one face in a still image, with the package's detector."""
+# A second face at least this fraction of the largest one's area makes a portrait ambiguous.
+SECOND_FACE_RATIO = 0.2
+MIN_PHOTO_SIDE = 128  # px
+
+
+def load_photo(path: str | Path) -> np.ndarray:
+    """A portrait photo (JPEG, PNG, ...) as RGB uint8, with a one-line error when unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise AvatarError(f"{path}: no such photo")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise AvatarError(f"{path}: not an image OpenCV can read (JPEG, PNG, WebP, ...)")
+    if min(bgr.shape[:2]) < MIN_PHOTO_SIDE:
+        raise AvatarError(f"{path}: {bgr.shape[1]}x{bgr.shape[0]} px is too small for a "
+                          f"portrait (at least {MIN_PHOTO_SIDE} px a side)")
+    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def detect_portrait_landmarks(image: np.ndarray, cfg: AnchorConfig, what: str = "the portrait") -> np.ndarray:
+    """68 landmarks (float64) of the one face in a still image, with the package's detector.
+    No face, or several faces of similar size, is a one-line AvatarError naming `what`."""
     import dataclasses
 
     from anchor.face.landmarks import LandmarkDetector
 
     for upsample in (cfg.face.upsample, 1, 2):
         det = LandmarkDetector(dataclasses.replace(cfg.face, upsample=upsample))
+        areas = det.face_areas(image)
+        if not areas:
+            continue
+        others = [a for a in areas[1:] if a >= SECOND_FACE_RATIO * areas[0]]
+        if others:
+            raise AvatarError(f"{what} shows {1 + len(others)} faces; crop it to the one presenter")
         lm = det.detect(image)
         if lm is not None:
             return np.asarray(lm, dtype=np.float64)
-    raise AvatarError("no face found in the portrait")
+    raise AvatarError(f"no face found in {what} (a frontal, well-lit portrait works best)")
 
 
 def _signed_areas(pts: np.ndarray, tris: np.ndarray) -> np.ndarray:

@@ -128,6 +128,19 @@ class LandmarkDetector:
         r = max(rects, key=lambda r: r.width() * r.height())
         return (r.left() / scale, r.top() / scale, (r.right() + 1) / scale, (r.bottom() + 1) / scale)
 
+    def face_areas(self, rgb: np.ndarray) -> list[float]:
+        """Areas (px^2 of `rgb`) of every face the detector finds, largest first (stateless)."""
+        gray = _to_gray(rgb)
+        h, w = gray.shape
+        scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
+        small = gray
+        if scale < 1.0:
+            import cv2
+
+            small = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        rects = self._detector(small, self.cfg.upsample)
+        return sorted((r.width() * r.height() / scale**2 for r in rects), reverse=True)
+
     def _predict(self, gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         rect = self._dlib.rectangle(
             int(round(box[0])), int(round(box[1])), int(round(box[2])), int(round(box[3]))
