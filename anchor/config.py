@@ -146,6 +146,9 @@ class MouthTrainConfig:
     # "equalised": every clip's targets are rescaled to the same RMS for training, so speakers
     # who articulate less (or are filmed smaller, at 3/4 view) do not teach a smaller mouth.
     clip_amplitude: Literal["raw", "equalised"] = "raw"
+    # Scale the outputs so the predicted inner-lip gap spreads as much as the real one on the
+    # train split (an L2 model under-articulates); stored as the checkpoint's amplitude_gain.
+    calibrate_amplitude: bool = True
     finetune_epochs: int = 8
     # MFCC augmentation of training windows (standardised units; all 0 = off):
     aug_noise: float = 0.3  # std of Gaussian noise added to every coefficient

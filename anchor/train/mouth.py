@@ -321,6 +321,29 @@ def _atomic_save(obj: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+MAX_AMPLITUDE_GAIN = 2.5
+
+
+def amplitude_gain(ds: Dataset, preds: list[np.ndarray], val_fraction: float) -> float:
+    """The factor that gives the predicted inner-lip gap the real gap's spread over the train
+    split (1 .. MAX_AMPLITUDE_GAIN). An L2-trained model regresses towards the mean mouth and
+    under-articulates; scaling every PCA output by one factor keeps the mouth shapes' mix."""
+    p, y = [], []
+    for clip, pred in zip(ds.clips, preds, strict=True):
+        train, _ = clip.split(val_fraction)
+        p.append(lip_opening(pred[train.start : train.stop].astype(np.float64) @ ds.pca_components))
+        y.append(lip_opening(clip.mouth_pca[train.start : train.stop].astype(np.float64) @ ds.pca_components))
+    sp, sy = float(np.concatenate(p).std()), float(np.concatenate(y).std())
+    return float(np.clip(sy / sp, 1.0, MAX_AMPLITUDE_GAIN)) if sp > 0 else 1.0
+
+
+def uncalibrated(ckpt: dict[str, Any]) -> Normalisation:
+    """A checkpoint's normalisation without its amplitude gain: the scale training works in."""
+    norm = Normalisation.from_checkpoint(ckpt["norm"])
+    gain = np.float32(ckpt.get("amplitude_gain") or 1.0)
+    return dataclasses.replace(norm, target_scale=norm.target_scale / gain)
+
+
 def base_checkpoint(path: str | Path, ds: Dataset, cfg: AnchorConfig) -> dict[str, Any]:
     """A generic model to fine-tune from: same network config, same PCA basis as DATASET."""
     path = Path(path)
@@ -410,7 +433,7 @@ def train_mouth(
         if disc is not None and disc_opt is not None:
             disc.load_state_dict(ckpt["discriminator"])
             disc_opt.load_state_dict(ckpt["disc_optimizer"])
-        norm = Normalisation.from_checkpoint(ckpt["norm"])
+        norm = uncalibrated(ckpt)
         start_epoch = int(ckpt["epoch"])
         history = list(ckpt.get("history", []))
         if ckpt_path.is_file() and resume_from != ckpt_path:
@@ -425,7 +448,7 @@ def train_mouth(
         gen.load_state_dict(base_ckpt["model"])
         if disc is not None and base_ckpt.get("discriminator"):
             disc.load_state_dict(base_ckpt["discriminator"])
-        norm = Normalisation.from_checkpoint(base_ckpt["norm"])
+        norm = uncalibrated(base_ckpt)
         log.info("fine-tuning %s (%s) on %d clips", base, mm.kind, len(ds.clips))
     else:
         if resume:
@@ -453,14 +476,16 @@ def train_mouth(
     val_loss = float(history[-1]["val_loss"]) if history else float("nan")
     augment = augmentation_on(mt)
 
-    def save(path: Path, epoch: int, model: dict[str, Any], loss: float) -> None:
+    def save(path: Path, epoch: int, model: dict[str, Any], loss: float, gain: float = 1.0) -> None:
+        saved_norm = dataclasses.replace(norm, target_scale=norm.target_scale * np.float32(gain))
         _atomic_save({
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": mm.kind,
             "config": to_dict(cfg), "epoch": epoch, "model": model,
             "optimizer": opt.state_dict(),
             "discriminator": disc.state_dict() if disc is not None else None,
             "disc_optimizer": disc_opt.state_dict() if disc_opt is not None else None,
-            "norm": norm.to_checkpoint(), "val_loss": loss, "history": history,
+            "norm": saved_norm.to_checkpoint(), "amplitude_gain": gain, "val_loss": loss,
+            "history": history,
             "dataset": str(ds.path), "clips": [c.name for c in ds.clips],
             # The basis the outputs live in: what a fine-tune's dataset must share.
             "pca": {"mean": torch.from_numpy(np.asarray(ds.pca_mean, np.float32)),
@@ -547,8 +572,15 @@ def train_mouth(
         save(last_path, last_epoch, gen.state_dict(), val_loss)
     if best is None:  # zero epochs: the untrained weights
         best = {"epoch": start_epoch, "val_loss": val_loss, "model": gen.state_dict()}
+    gain = 1.0
+    if mt.calibrate_amplitude:
+        gen.load_state_dict(best["model"])
+        gen.eval()
+        gain = amplitude_gain(ds, predict_clips(ds, torch_infer(inference), cfg), mt.val_fraction)
+        log.info("%s: mouth amplitude x%.2f (predicted inner-lip gap's spread brought to the "
+                 "real one's on the train split)", mm.kind, gain)
     # The best epoch's weights with the whole history: what eval and export read.
-    save(ckpt_path, int(best["epoch"]), best["model"], float(best["val_loss"]))
+    save(ckpt_path, int(best["epoch"]), best["model"], float(best["val_loss"]), gain)
     return TrainResult(ckpt_path, int(best["epoch"]), float(best["val_loss"]), history)
 
 

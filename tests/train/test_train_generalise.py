@@ -165,3 +165,28 @@ def test_equalised_clip_amplitude_gives_every_speaker_the_same_rms(tmp_path: Pat
            for c, g in zip(ds.clips, gains, strict=True)]
     np.testing.assert_allclose(rms, rms[0], rtol=1e-5)
     assert gains[1] > 3 * gains[0]
+
+
+def test_amplitude_calibration_brings_the_gap_spread_to_the_real_one(lips_dataset: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from anchor.mouth.models import inference_from_checkpoint
+    from anchor.train.mouth import amplitude_gain, lip_opening, predict_clips, torch_infer
+
+    cfg = tiny_config("tcn", epochs=2)
+    off = dataclasses.replace(cfg, mouth_train=dataclasses.replace(cfg.mouth_train, calibrate_amplitude=False))
+    ds = load_dataset(lips_dataset)
+    plain = train_mouth(ds, tmp_path / "plain", off, progress=False).checkpoint
+    tuned = train_mouth(ds, tmp_path / "calibrated", cfg, progress=False).checkpoint
+    gain = float(load_checkpoint(tuned)["amplitude_gain"])
+    assert load_checkpoint(plain)["amplitude_gain"] == 1.0 and 1.0 <= gain <= 2.5
+
+    def spread(ckpt: Path) -> float:
+        module, _, _ = inference_from_checkpoint(ckpt)
+        preds = predict_clips(ds, torch_infer(module), cfg)
+        return float(np.concatenate([lip_opening(p @ ds.pca_components) for p in preds]).std())
+
+    # Same weights (same seed), outputs scaled by the gain, which amplitude_gain recomputes.
+    np.testing.assert_allclose(spread(tuned), gain * spread(plain), rtol=1e-3)
+    module, _, _ = inference_from_checkpoint(plain)
+    assert amplitude_gain(ds, predict_clips(ds, torch_infer(module), cfg), cfg.mouth_train.val_fraction) == pytest.approx(gain, rel=1e-3)
