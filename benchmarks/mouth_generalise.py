@@ -5,16 +5,17 @@
 
 1. Leave-speaker-out (`anchor.train.generalise`): FOLDS folds of whole speakers; each speaker is
    scored by the model of the fold that held them out, against the audio-energy baseline and a
-   still mouth. Variants (full mode): the default network, and per-window CMN
-   (`mouth_model.window_cmn`). The base folds are also scored through the live window scheme
-   (hop 1 frame, 80 ms lookahead), where the server runs them.
+   still mouth. Full mode also trains the folds with per-window CMN (`mouth_model.window_cmn`)
+   switched the other way ("alt"). The base folds are also scored through the live window
+   scheme (hop 1 frame, 80 ms lookahead), where the server runs them.
 2. Fine-tuning, per presenter (`presenters/` in the shared media): the first 80 % of the
    recording is the person's training data (its last 15 % picks the best epoch), the last 20 %
    is the test. Compared: the generic fold model that never heard the presenter, a model trained
    from scratch on the 80 %, and that generic model fine-tuned on it (`train_mouth(base=...)`).
 
-Fold and fine-tune checkpoints are kept under runs/bench/mouth_generalise/<config key>/ and reused,
-so a rerun only rescores.
+Fold and fine-tune checkpoints are kept under benchmarks/results/tmp/mouth_generalise/<config key>/ and reused,
+so a rerun only rescores. MSE and amplitude depend on `mouth_train.calibrate_amplitude` (one gain
+on every output); the correlations and lags do not.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 from anchor.config import AnchorConfig, StreamingConfig, to_dict
 from benchmarks.common import BenchOptions, pyplot, save_figure, skipped
-from benchmarks.inputs import REPO_ROOT, config_key
+from benchmarks.inputs import config_key
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,11 @@ TEST_FRACTION = 0.2
 LIVE_STREAMING = {"hop_frames": 1, "right_context_frames": 2}  # the server's 80 ms scheme
 
 
-def runs_root(cfg: AnchorConfig) -> Path:
+def runs_root(cfg: AnchorConfig, opts: BenchOptions) -> Path:
+    """Beside the results, in the git-ignored tmp/ (benchmarks/results/tmp/ by default)."""
     key = config_key({"mouth_model": to_dict(cfg.mouth_model), "mouth_train": to_dict(cfg.mouth_train),
                       "streaming": to_dict(cfg.streaming)})
-    return REPO_ROOT / "runs" / "bench" / "mouth_generalise" / key
+    return opts.out.parent / "tmp" / "mouth_generalise" / key
 
 
 def head_of(clip: Any, fraction: float) -> Any:
@@ -104,8 +106,9 @@ def run(cfg: AnchorConfig, opts: BenchOptions) -> dict[str, Any]:
     ds = load_dataset(opts.dataset)
     cfg = resolve_config(cfg)
     if opts.tiny:
-        cfg = dataclasses.replace(cfg, mouth_train=dataclasses.replace(cfg.mouth_train, epochs=1))
-    root = runs_root(cfg)
+        cfg = dataclasses.replace(cfg, mouth_train=dataclasses.replace(
+            cfg.mouth_train, epochs=1, finetune_epochs=1))
+    root = runs_root(cfg, opts)
     figures: dict[str, Any] = {"dataset": str(opts.dataset), "folds": FOLDS, "runs": str(root),
                                "lookahead_ms": cfg.streaming.lookahead_ms}
     figures["base"] = leave_speaker_out_figures(ds, cfg, root / "base", opts.tiny)
@@ -116,9 +119,12 @@ def run(cfg: AnchorConfig, opts: BenchOptions) -> dict[str, Any]:
     figures["base_live"]["streaming"] = to_dict(live_cfg.streaming)
 
     if not opts.quick:
-        cmn_cfg = dataclasses.replace(cfg, mouth_model=dataclasses.replace(cfg.mouth_model,
-                                                                            window_cmn=True))
-        figures["cmn"] = leave_speaker_out_figures(ds, cmn_cfg, root / "cmn", opts.tiny)
+        # The same with per-window CMN switched the other way: what it is worth.
+        flip = not cfg.mouth_model.window_cmn
+        alt_cfg = dataclasses.replace(cfg, mouth_model=dataclasses.replace(cfg.mouth_model,
+                                                                            window_cmn=flip))
+        figures["alt"] = leave_speaker_out_figures(ds, alt_cfg, root / f"cmn_{flip}", opts.tiny)
+        figures["alt"]["change"] = f"mouth_model.window_cmn = {str(flip).lower()}"
 
     # Fine-tuning on each presenter, with the fold model that never heard them as the base.
     folds = figures["base"]["folds"]
@@ -157,11 +163,11 @@ def summary(figures: dict[str, Any]) -> str:
     lines = []
     for key, title in (("base", f"leave-speaker-out, {figures['lookahead_ms']:.0f} ms lookahead"),
                        ("base_live", "the same models, live windows (hop 1, 80 ms lookahead)"),
-                       ("cmn", "leave-speaker-out, per-window CMN")):
+                       ("alt", "leave-speaker-out, with")):
         part = figures.get(key)
         if not part:
             continue
-        lines.append(f"{title}:")
+        lines.append(f"{title} {part['change']}:" if key == "alt" else f"{title}:")
         lines.append(f"  {'speaker':<34} {'frames':>6} {'lip r':>6} {'lag':>4} {'energy r':>8} "
                      f"{'ampl':>5} {'MSE':>8} {'still':>8}")
         for s in part["speakers"]:
@@ -187,7 +193,7 @@ def summary(figures: dict[str, Any]) -> str:
 
 def plot(figures: dict[str, Any], out_dir: Path) -> list[Path]:
     plt = pyplot()
-    parts = [k for k in ("base", "base_live", "cmn") if figures.get(k)]
+    parts = [k for k in ("base", "base_live", "alt") if figures.get(k)]
     speakers = [s["speaker"] for s in figures["base"]["speakers"]]
     fig, ax = plt.subplots(figsize=(12, 4.5))
     width = 0.8 / (len(parts) + 1)
