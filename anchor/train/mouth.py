@@ -602,3 +602,25 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
     slim["disc_optimizer"] = None
     _atomic_save(slim, Path(dst))
     return Path(dst)
+
+
+def calibrate_checkpoint(path: str | Path, ds: Dataset) -> float:
+    """Give an already trained checkpoint the amplitude calibration training now does (on the
+    train split of the clips it was trained on, looked up in `ds`); returns the gain. A
+    checkpoint that has a gain already is recalibrated from its uncalibrated scale."""
+    from anchor.mouth.models import inference_from_checkpoint
+
+    ckpt = load_checkpoint(path)
+    cfg = from_dict(AnchorConfig, ckpt["config"])
+    norm = uncalibrated(ckpt)
+    ckpt["norm"] = norm.to_checkpoint()
+    ckpt["amplitude_gain"] = 1.0
+    _atomic_save(ckpt, Path(path))
+    module, _, _ = inference_from_checkpoint(path)
+    train_ds = ds.subset(ckpt.get("clips") or [c.name for c in ds.clips])
+    gain = amplitude_gain(train_ds, predict_clips(train_ds, torch_infer(module), cfg),
+                          cfg.mouth_train.val_fraction)
+    ckpt["norm"] = dataclasses.replace(norm, target_scale=norm.target_scale * np.float32(gain)).to_checkpoint()
+    ckpt["amplitude_gain"] = gain
+    _atomic_save(ckpt, Path(path))
+    return gain

@@ -190,3 +190,9 @@ def test_amplitude_calibration_brings_the_gap_spread_to_the_real_one(lips_datase
     np.testing.assert_allclose(spread(tuned), gain * spread(plain), rtol=1e-3)
     module, _, _ = inference_from_checkpoint(plain)
     assert amplitude_gain(ds, predict_clips(ds, torch_infer(module), cfg), cfg.mouth_train.val_fraction) == pytest.approx(gain, rel=1e-3)
+    # An older, uncalibrated checkpoint gets the same calibration after the fact, once.
+    from anchor.train.mouth import calibrate_checkpoint
+
+    assert calibrate_checkpoint(plain, ds) == pytest.approx(gain, rel=1e-3)
+    assert calibrate_checkpoint(plain, ds) == pytest.approx(gain, rel=1e-3)
+    np.testing.assert_allclose(spread(plain), spread(tuned), rtol=1e-3)
