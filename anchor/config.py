@@ -149,6 +149,8 @@ class MouthTrainConfig:
     # Scale the outputs so the predicted inner-lip gap spreads as much as the real one on the
     # train split (an L2 model under-articulates); stored as the checkpoint's amplitude_gain.
     calibrate_amplitude: bool = True
+    # Which held-out figure picks the kept epoch (and drives `patience`).
+    select_by: Literal["mse", "lip_corr"] = "mse"
     finetune_epochs: int = 8
     # MFCC augmentation of training windows (standardised units; all 0 = off):
     aug_noise: float = 0.3  # std of Gaussian noise added to every coefficient

@@ -202,6 +202,12 @@ def fit_normalisation(ds: Dataset, cfg: AnchorConfig) -> Normalisation:
     return Normalisation(m.mean(0).astype(np.float32), std.astype(np.float32), scale.astype(np.float32))
 
 
+def selection_score(metrics: dict[str, float], mt: MouthTrainConfig) -> float:
+    """Lower is better: the held-out MSE, or (select_by = "lip_corr") minus the held-out
+    inner-lip gap correlation."""
+    return -float(metrics["lip_corr"]) if mt.select_by == "lip_corr" else float(metrics["mse"])
+
+
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """MSE over the real frames only: pred/target (B, T, D), mask (B, T) bool."""
     w = mask.unsqueeze(-1).to(pred.dtype)
@@ -441,6 +447,9 @@ def train_mouth(
             best = {"epoch": int(b["epoch"]), "val_loss": float(b["val_loss"]), "model": b["model"]}
         else:
             best = {"epoch": start_epoch, "val_loss": float(ckpt["val_loss"]), "model": ckpt["model"]}
+        if 0 < int(best["epoch"]) <= len(history):  # the selection score of the kept epoch
+            h = history[int(best["epoch"]) - 1]
+            best["score"] = selection_score({"mse": h["val_loss"], "lip_corr": h.get("lip_corr", 0.0)}, mt)
         log.info("resuming %s from epoch %d", resume_from, start_epoch)
     elif base_ckpt is not None:
         if resume:
@@ -500,7 +509,7 @@ def train_mouth(
         # Epoch 0 is the base model itself, scored on this data's held-out split.
         gen.eval()
         m0 = heldout_metrics(ds, predict_clips(ds, torch_infer(inference), cfg), mt.val_fraction)
-        best = {"epoch": 0, "val_loss": m0["mse"],
+        best = {"epoch": 0, "val_loss": m0["mse"], "score": selection_score(m0, mt),
                 "model": {k: v.detach().clone() for k, v in gen.state_dict().items()}}
         log.info("%s base model: held-out MSE %.4g, lip corr %.3f", mm.kind, m0["mse"], m0["lip_corr"])
     bar = progress_bar(range(start_epoch, mt.epochs), desc=f"train {mm.kind}", unit="epoch",
@@ -508,7 +517,7 @@ def train_mouth(
     last_epoch = start_epoch
     for epoch in bar:
         if mt.patience > 0 and stale() >= mt.patience:
-            log.info("%s: no better held-out MSE for %d epochs; stopping at epoch %d", mm.kind,
+            log.info("%s: no better held-out %s for %d epochs; stopping at epoch %d", mm.kind, mt.select_by,
                      stale(), epoch)
             break
         t0, c0 = time.monotonic(), time.process_time()
@@ -556,9 +565,10 @@ def train_mouth(
                         "lip_corr": metrics["lip_corr"],
                         "seconds": time.monotonic() - t0, "cpu_seconds": time.process_time() - c0})
         last_epoch = epoch + 1
-        improved = best is None or val_loss < float(best["val_loss"])
+        score = selection_score(metrics, mt)
+        improved = best is None or score < float(best.get("score", best["val_loss"]))
         if improved:
-            best = {"epoch": epoch + 1, "val_loss": val_loss,
+            best = {"epoch": epoch + 1, "val_loss": val_loss, "score": score,
                     "model": {k: v.detach().clone() for k, v in gen.state_dict().items()}}
         assert best is not None
         bar.set_postfix(train=f"{train_mse:.3g}", val=f"{val_loss:.3g}", best=int(best["epoch"]))

@@ -196,3 +196,15 @@ def test_amplitude_calibration_brings_the_gap_spread_to_the_real_one(lips_datase
     assert calibrate_checkpoint(plain, ds) == pytest.approx(gain, rel=1e-3)
     assert calibrate_checkpoint(plain, ds) == pytest.approx(gain, rel=1e-3)
     np.testing.assert_allclose(spread(plain), spread(tuned), rtol=1e-3)
+
+
+def test_select_by_lip_corr_keeps_the_best_correlated_epoch(lips_dataset: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    cfg = tiny_config("tcn", epochs=5)
+    cfg = dataclasses.replace(cfg, mouth_train=dataclasses.replace(
+        cfg.mouth_train, select_by="lip_corr", patience=0))
+    result = train_mouth(lips_dataset, tmp_path / "r", cfg, progress=False)
+    corr = [h["lip_corr"] for h in result.history]
+    assert result.epoch == int(np.argmax(corr)) + 1
+    assert load_checkpoint(result.checkpoint)["val_loss"] == pytest.approx(result.history[result.epoch - 1]["val_loss"])
