@@ -26,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--mouth-basis", default=None, metavar="FILE",
-        help="use this mouth PCA basis (a pca.npz, or a mouth checkpoint.pt) instead of fitting "
-        "one: a dataset to fine-tune a generic mouth model on must share its basis",
+        help="use this mouth PCA basis (a pca.npz, a mouth checkpoint.pt, or generic: the "
+        "shipped generic model's) instead of fitting one: a dataset to fine-tune a mouth model "
+        "on must share its basis",
     )
 
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
     if getattr(args, "av_offset", None) is not None:
         cfg = dataclasses.replace(cfg, face=dataclasses.replace(cfg.face, av_offset=args.av_offset))
     ds = prepare_dataset(args.videos, args.output, cfg, skip_bad=args.skip_bad, force=args.force,
-                         mouth_basis=getattr(args, "mouth_basis", None))
+                         mouth_basis=_basis(getattr(args, "mouth_basis", None), cfg))
     pca = ds.manifest.get("pca", {})
     frames = sum(c.frames for c in ds.clips)
     print(
@@ -66,3 +67,11 @@ def run(args: argparse.Namespace, cfg: AnchorConfig) -> int:
     if skipped:
         print(f"skipped {len(skipped)} unusable video(s): {', '.join(skipped)}")
     return 0
+
+
+def _basis(choice: str | None, cfg: AnchorConfig) -> str | None:
+    if choice != "generic":
+        return choice
+    from anchor.build.avatar import generic_mouth_path
+
+    return str(generic_mouth_path(cfg.mouth_model.kind))

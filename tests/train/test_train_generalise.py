@@ -208,3 +208,16 @@ def test_select_by_lip_corr_keeps_the_best_correlated_epoch(lips_dataset: Path, 
     corr = [h["lip_corr"] for h in result.history]
     assert result.epoch == int(np.argmax(corr)) + 1
     assert load_checkpoint(result.checkpoint)["val_loss"] == pytest.approx(result.history[result.epoch - 1]["val_loss"])
+
+
+def test_cli_fine_tunes_with_base(lips_dataset: Path, tmp_path: Path) -> None:
+    from test_train_mouth import command
+
+    sets = ["mouth_model.kind=tcn", "mouth_model.channels=16", "mouth_model.fc_hidden=16",
+            "mouth_train.epochs=1", "mouth_train.finetune_epochs=1",
+            "mouth_train.threads=1"]
+    assert command("train_mouth", sets, [str(lips_dataset), "--out", str(tmp_path / "a")]) == 0
+    base = tmp_path / "a" / "tcn" / "checkpoint.pt"
+    assert command("train_mouth", sets, [str(lips_dataset), "--out", str(tmp_path / "b"),
+                                         "--base", str(base)]) == 0
+    assert load_checkpoint(tmp_path / "b" / "tcn" / "checkpoint.pt")["base"]["path"] == str(base)
