@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anchor.audio.mfcc import silence_mfcc
+from anchor.avatar.bundle import sha256_file
 from anchor.config import AnchorConfig, MouthTrainConfig, from_dict, to_dict
 from anchor.errors import MouthError
 from anchor.mouth.models import (
@@ -375,16 +376,6 @@ def base_checkpoint(path: str | Path, ds: Dataset, cfg: AnchorConfig) -> dict[st
     return b
 
 
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def train_mouth(
     dataset: str | Path | Dataset,
     out_root: str | Path,
@@ -412,7 +403,7 @@ def train_mouth(
     last_path = ckpt_path.with_name("last.pt")
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     base_ckpt = base_checkpoint(base, ds, cfg) if base is not None else None
-    base_info = ({"path": str(base), "sha256": file_sha256(Path(base)),
+    base_info = ({"path": str(base), "sha256": sha256_file(Path(base)),
                   "dataset": base_ckpt.get("dataset"), "clips": base_ckpt.get("clips")}
                  if base is not None and base_ckpt is not None else None)
 
